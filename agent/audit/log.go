@@ -1,0 +1,433 @@
+package audit
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// Defaults for Options.
+const (
+	DefaultMaxSize      = 64 << 20
+	DefaultKeep         = 5
+	DefaultSyncInterval = time.Second
+)
+
+// ErrClosed is returned by Append after Close.
+var ErrClosed = errors.New("audit log is closed")
+
+var errLocked = errors.New("locked by another process")
+
+// Options configure a Log. Zero values mean the defaults.
+type Options struct {
+	// MaxSize is the size at which the file is rotated (default 64 MiB).
+	MaxSize int64
+	// Keep is how many rotated files are kept: audit.jsonl.1 … .Keep
+	// (default 5).
+	Keep int
+	// SyncInterval bounds how long a written record may wait for fsync
+	// (default 1 s).
+	SyncInterval time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Logger gets warnings: torn tails, failed fsyncs, rotation trouble
+	// (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// file is the part of *os.File a Log writes through (a seam for tests).
+type file interface {
+	io.Writer
+	Sync() error
+	Truncate(size int64) error
+	Close() error
+	Stat() (fs.FileInfo, error)
+}
+
+// Log appends records to one audit file, rotating it by size. It is safe
+// for concurrent use.
+type Log struct {
+	path     string
+	o        Options
+	log      *slog.Logger
+	openFile func(path string) (file, error)
+
+	mu         sync.Mutex
+	f          file // nil: reopen (and rescan) the path before the next write
+	size       int64
+	seq        uint64 // seq of the last line in the chain
+	lastHash   string // hash of the last line in the chain
+	needHeader bool   // the current file has no header yet
+	headerNote string // Detail for that header
+	torn       *torn  // a torn line the next write must acknowledge
+	dirty      bool   // written since the last fsync
+	syncErr    error  // the last fsync failed; refuse until one succeeds
+	retryAt    time.Time
+	closed     bool
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+// torn describes bytes after the last newline of the current file.
+type torn struct {
+	hash string
+	off  int64
+	n    int64
+}
+
+// Open opens (creating if needed) the audit log at path and continues its
+// chain. The directory is created 0700 and the file 0600. A torn last line is
+// reported to o.Logger and acknowledged in the chain by the next Append.
+// Only one process may have a log open: a second Open fails.
+func Open(path string, o Options) (*Log, error) {
+	return open(path, o, openOSFile)
+}
+
+func open(path string, o Options, opener func(string) (file, error)) (*Log, error) {
+	if o.MaxSize <= 0 {
+		o.MaxSize = DefaultMaxSize
+	}
+	if o.Keep <= 0 {
+		o.Keep = DefaultKeep
+	}
+	if o.SyncInterval <= 0 {
+		o.SyncInterval = DefaultSyncInterval
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("create audit log directory: %w", err)
+	}
+	l := &Log{path: path, o: o, log: o.Logger, openFile: opener,
+		stop: make(chan struct{}), done: make(chan struct{})}
+	if err := l.reopen(); err != nil {
+		return nil, err
+	}
+	go l.syncLoop()
+	return l, nil
+}
+
+// openOSFile opens path for appending and locks it.
+func openOSFile(path string) (file, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open audit log: %w", err)
+	}
+	if err := lockFile(f); err != nil {
+		f.Close()
+		if errors.Is(err, errLocked) {
+			return nil, fmt.Errorf("audit log %s is in use by another process (another safe-agent?); give each agent its own --audit-log", path)
+		}
+		return nil, fmt.Errorf("lock audit log %s: %w", path, err)
+	}
+	return f, nil
+}
+
+// reopen opens l.path and sets the chain state from what is on disk: the
+// last line of the file, or of the rotated file before it.
+func (l *Log) reopen() error {
+	_, statErr := os.Lstat(l.path)
+	existed := statErr == nil
+	f, err := l.openFile(l.path)
+	if err != nil {
+		return err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("audit log %s: %w", l.path, err)
+	}
+	var size int64
+	if fi.Mode().IsRegular() {
+		size = fi.Size()
+		if fi.Mode().Perm()&0o077 != 0 {
+			l.log.Warn("audit log was readable by others; making it 0600", "path", l.path, "mode", fi.Mode().Perm().String())
+			if c, ok := f.(interface{ Chmod(fs.FileMode) error }); ok {
+				if err := c.Chmod(0o600); err != nil {
+					l.log.Warn("chmod audit log", "path", l.path, "err", err)
+				}
+			}
+		}
+	}
+	var t fileTail
+	if size > 0 {
+		if t, err = readTail(l.path, size); err != nil {
+			f.Close()
+			return fmt.Errorf("read the end of audit log %s: %w", l.path, err)
+		}
+	}
+	l.f, l.size, l.torn, l.headerNote = f, size, nil, ""
+	if t.haveLine {
+		l.seq, l.lastHash, l.needHeader = t.lastSeq, t.lastHash, false
+		if !t.lastValid {
+			l.log.Warn("the last line of the audit log is not a valid record; continuing the chain after it (safe-agent audit verify will report it)", "path", l.path)
+		}
+	} else {
+		prev := l.path + ".1"
+		pt, ok, err := tailOfFile(prev)
+		if err != nil {
+			l.f = nil
+			f.Close()
+			return fmt.Errorf("read the end of rotated audit log %s: %w", prev, err)
+		}
+		l.seq, l.lastHash, l.needHeader = pt.lastSeq, pt.lastHash, true
+		if ok && !existed {
+			l.headerNote = fmt.Sprintf("%s was missing (deleted, or a crash during rotation); this file continues the chain of %s", filepath.Base(l.path), filepath.Base(prev))
+			l.log.Warn("audit log was missing; continuing the chain of the rotated file", "path", l.path, "rotated", prev)
+		}
+	}
+	if t.fragStart < size {
+		l.torn = &torn{hash: t.fragHash, off: t.fragStart, n: size - t.fragStart}
+		l.log.Warn("audit log ends in an incomplete record (the agent stopped while writing it); keeping it and continuing the chain after it",
+			"path", l.path, "offset", l.torn.off, "bytes", l.torn.n)
+	}
+	return nil
+}
+
+// Append writes r as one line before returning. It fills Time (if zero),
+// Seq and Prev; Event must be set. The line reaches the kernel in one
+// write(2); fsync follows within Options.SyncInterval. An error means the
+// record is not in the log: the caller must not act as if it were (the
+// agent refuses the signature).
+func (l *Log) Append(r Record) error {
+	switch r.Event {
+	case "":
+		return errors.New("audit record has no event")
+	case EventHeader, EventTorn:
+		return fmt.Errorf("audit event %q is reserved for the log itself", r.Event)
+	}
+	r.Seq, r.Prev, r.LogID, r.Torn = 0, "", "", ""
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return ErrClosed
+	}
+	if l.syncErr != nil {
+		return fmt.Errorf("audit log %s: the last fsync failed (%w); records cannot be made durable", l.path, l.syncErr)
+	}
+	if r.Time.IsZero() {
+		r.Time = l.o.Now()
+	}
+	r.Time = r.Time.UTC()
+	if l.f == nil {
+		if err := l.reopen(); err != nil {
+			return err
+		}
+	}
+
+	r.Seq, r.Prev = l.seq+1, l.lastHash
+	line, err := marshalLine(&r)
+	if err != nil {
+		return fmt.Errorf("encode audit record: %w", err)
+	}
+	if l.torn == nil && !l.needHeader && l.size+int64(len(line))+1 > l.o.MaxSize && !r.Time.Before(l.retryAt) {
+		if err := l.rotate(); err != nil {
+			return err
+		}
+	}
+
+	var buf bytes.Buffer
+	seq, prev := l.seq, l.lastHash
+	add := func(rec *Record) error {
+		seq++
+		rec.Seq, rec.Prev = seq, prev
+		b, err := marshalLine(rec)
+		if err != nil {
+			return fmt.Errorf("encode audit record: %w", err)
+		}
+		buf.Write(b)
+		buf.WriteByte('\n')
+		prev = lineHash(b)
+		return nil
+	}
+	var first *Record
+	switch {
+	case l.needHeader:
+		first = &Record{Time: r.Time, Event: EventHeader, LogID: newLogID(), Detail: l.headerNote}
+		if first.Detail == "" {
+			first.Detail = "safe-agent audit log"
+		}
+	case l.torn != nil:
+		first = &Record{Time: r.Time, Event: EventTorn, Detail: fmt.Sprintf(
+			"the previous writer stopped in the middle of a record: %d bytes at offset %d of %s have no newline; they are kept and skipped by the chain",
+			l.torn.n, l.torn.off, filepath.Base(l.path))}
+	}
+	if l.torn != nil {
+		buf.WriteByte('\n') // end the torn bytes so that they form a line of their own
+		first.Torn = l.torn.hash
+	}
+	if first != nil {
+		if err := add(first); err != nil {
+			return err
+		}
+	}
+	if err := add(&r); err != nil {
+		return err
+	}
+
+	n, err := l.f.Write(buf.Bytes())
+	if err != nil {
+		if n > 0 {
+			// Take the partial line back out; if that fails, the file
+			// ends in a torn line: rescan it before the next write.
+			if terr := l.f.Truncate(l.size); terr != nil {
+				l.log.Error("cannot remove a partly written audit record", "path", l.path, "err", terr)
+				l.f.Close()
+				l.f = nil
+			}
+		}
+		return fmt.Errorf("write audit log %s: %w", l.path, err)
+	}
+	l.size += int64(n)
+	l.seq, l.lastHash = seq, prev
+	l.needHeader, l.headerNote, l.torn = false, "", nil
+	l.dirty = true
+	return nil
+}
+
+// rotate renames path → path.1 (.1 → .2, …, dropping what is beyond Keep)
+// and starts a new file. Called with l.mu held. If the renames fail the
+// current file stays in use (rotation is retried a minute later); if the new
+// file cannot be created the error is returned.
+func (l *Log) rotate() error {
+	if err := l.f.Sync(); err != nil {
+		return fmt.Errorf("fsync audit log %s before rotating it: %w", l.path, err)
+	}
+	fail := func(err error) error {
+		l.log.Warn("cannot rotate the audit log; writing on in the current file", "path", l.path, "err", err)
+		l.retryAt = l.o.Now().Add(time.Minute)
+		return nil
+	}
+	files, err := Files(l.path)
+	if err != nil {
+		return fail(err)
+	}
+	// files is oldest first and ends with l.path; rotated ones are before it.
+	for _, p := range files[:len(files)-1] {
+		if n := rotatedIndex(l.path, p); n >= l.o.Keep {
+			if err := os.Remove(p); err != nil {
+				return fail(err)
+			}
+		}
+	}
+	for i := l.o.Keep - 1; i >= 1; i-- {
+		src, dst := fmt.Sprintf("%s.%d", l.path, i), fmt.Sprintf("%s.%d", l.path, i+1)
+		if err := os.Rename(src, dst); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fail(err)
+		}
+	}
+	if err := os.Rename(l.path, l.path+".1"); err != nil {
+		return fail(err)
+	}
+	syncDir(filepath.Dir(l.path))
+	old := l.f
+	l.f = nil
+	// The old descriptor may be in a concurrent fsync; Close waits for it.
+	if err := old.Close(); err != nil {
+		l.log.Warn("close rotated audit log", "path", l.path+".1", "err", err)
+	}
+	f, err := l.openFile(l.path)
+	if err != nil {
+		return fmt.Errorf("start a new audit log after rotation: %w", err)
+	}
+	l.f, l.size, l.needHeader, l.headerNote = f, 0, true, ""
+	return nil
+}
+
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+}
+
+func newLogID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // never fails (crypto/rand panics instead)
+	return hex.EncodeToString(b[:])
+}
+
+// syncLoop fsyncs written records at least once per SyncInterval.
+func (l *Log) syncLoop() {
+	defer close(l.done)
+	t := time.NewTicker(l.o.SyncInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+			l.syncNow()
+		}
+	}
+}
+
+func (l *Log) syncNow() {
+	l.mu.Lock()
+	f, dirty := l.f, l.dirty
+	l.dirty = false
+	l.mu.Unlock()
+	if !dirty || f == nil {
+		return
+	}
+	err := f.Sync()
+	if errors.Is(err, os.ErrClosed) {
+		return // rotated (and synced) or closed meanwhile
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err != nil {
+		if l.syncErr == nil {
+			l.log.Error("fsync audit log failed; refusing new records until it succeeds", "path", l.path, "err", err)
+		}
+		l.syncErr, l.dirty = err, true
+		return
+	}
+	if l.syncErr != nil {
+		l.log.Info("fsync audit log works again", "path", l.path)
+		l.syncErr = nil
+	}
+}
+
+// Close fsyncs and closes the file. Appends after Close return ErrClosed.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closed = true
+	f := l.f
+	l.f = nil
+	l.mu.Unlock()
+	close(l.stop)
+	<-l.done
+	if f == nil {
+		return nil
+	}
+	err := f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("close audit log %s: %w", l.path, err)
+	}
+	return nil
+}
+
+// Path is the file the log writes to.
+func (l *Log) Path() string { return l.path }

@@ -1,0 +1,223 @@
+package agent
+
+// What is being signed: a login, an SSHSIG, or something opaque. The login
+// parser follows OpenSSH's ssh-agent.c parse_userauth_request, the SSHSIG
+// parser its parse_sshsig_request and PROTOCOL.sshsig.
+
+import (
+	"bytes"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// SignKind says what the data to sign is.
+type SignKind int
+
+const (
+	SignOpaque SignKind = iota // anything not parseable as the two below
+	SignLogin                  // an SSH_MSG_USERAUTH_REQUEST for publickey authentication
+	SignSSHSIG                 // ssh-keygen -Y sign (git commits, files)
+)
+
+// Login methods OpenSSH clients sign.
+const (
+	MethodPublicKey          = "publickey"
+	MethodPublicKeyHostbound = "publickey-hostbound-v00@openssh.com"
+)
+
+// msgUserAuthRequest is SSH_MSG_USERAUTH_REQUEST (RFC 4252).
+const msgUserAuthRequest = 50
+
+// sshsigMagic starts the data ssh-keygen -Y sign asks an agent to sign.
+const sshsigMagic = "SSHSIG"
+
+// SignData is what ClassifySignData found in the data to sign.
+type SignData struct {
+	Kind SignKind
+
+	// Login fields.
+	User      string
+	Service   string // always "ssh-connection"
+	Method    string // MethodPublicKey or MethodPublicKeyHostbound
+	Alg       string // the signature algorithm the login names
+	SessionID []byte
+	HostKey   ssh.PublicKey // MethodPublicKeyHostbound only: the server's host key
+	KeyBlob   []byte        // the user key named inside the login request
+
+	// SSHSIG fields.
+	Namespace string
+	HashAlg   string
+}
+
+// userAuthWire is a publickey SSH_MSG_USERAUTH_REQUEST as signed, preceded
+// by the session id (RFC 4252 section 7).
+type userAuthWire struct {
+	SessionID  []byte
+	Type       byte
+	User       string
+	Service    string
+	Method     string
+	SigFollows byte
+	Alg        string
+	KeyBlob    []byte
+	Rest       []byte `ssh:"rest"`
+}
+
+type hostboundWire struct {
+	HostKey []byte
+}
+
+// sshsigWire follows the "SSHSIG" magic (PROTOCOL.sshsig, the signed data).
+type sshsigWire struct {
+	Namespace string
+	Reserved  []byte
+	HashAlg   string
+	Hash      []byte
+}
+
+// ClassifySignData says what data is. It never fails: anything that is not
+// exactly a publickey login request or an SSHSIG is SignOpaque. Strings
+// with NUL bytes are refused where OpenSSH would read a C string (OpenSSH
+// accepts one trailing NUL; here that data is opaque).
+func ClassifySignData(data []byte) SignData {
+	if sd, ok := parseLogin(data); ok {
+		return sd
+	}
+	if sd, ok := parseSSHSIG(data); ok {
+		return sd
+	}
+	return SignData{Kind: SignOpaque}
+}
+
+// ClassifySignDataForKey is ClassifySignData for a signature by key: a login
+// that names another key, or an algorithm that key cannot sign, is opaque,
+// as OpenSSH's parse_userauth_request treats it. The daemon should use this
+// form.
+func ClassifySignDataForKey(data []byte, key ssh.PublicKey) SignData {
+	sd := ClassifySignData(data)
+	if sd.Kind == SignLogin && !loginNamesKey(sd, key) {
+		return SignData{Kind: SignOpaque}
+	}
+	return sd
+}
+
+func parseLogin(data []byte) (SignData, bool) {
+	var w userAuthWire
+	if err := ssh.Unmarshal(data, &w); err != nil {
+		return SignData{}, false
+	}
+	if len(w.SessionID) == 0 || w.Type != msgUserAuthRequest || w.SigFollows != 1 ||
+		w.Service != "ssh-connection" || hasNUL(w.User, w.Service, w.Method, w.Alg) {
+		return SignData{}, false
+	}
+	if _, err := ssh.ParsePublicKey(w.KeyBlob); err != nil {
+		return SignData{}, false
+	}
+	sd := SignData{
+		Kind:      SignLogin,
+		User:      w.User,
+		Service:   w.Service,
+		Method:    w.Method,
+		Alg:       w.Alg,
+		SessionID: bytes.Clone(w.SessionID),
+		KeyBlob:   bytes.Clone(w.KeyBlob),
+	}
+	switch w.Method {
+	case MethodPublicKey:
+		if len(w.Rest) != 0 {
+			return SignData{}, false
+		}
+	case MethodPublicKeyHostbound:
+		var hb hostboundWire
+		if err := ssh.Unmarshal(w.Rest, &hb); err != nil {
+			return SignData{}, false
+		}
+		// Parsed keys alias their input; the caller may zero data.
+		hk, err := ssh.ParsePublicKey(bytes.Clone(hb.HostKey))
+		if err != nil {
+			return SignData{}, false
+		}
+		sd.HostKey = hk
+	default:
+		return SignData{}, false
+	}
+	return sd, true
+}
+
+func parseSSHSIG(data []byte) (SignData, bool) {
+	rest, ok := bytes.CutPrefix(data, []byte(sshsigMagic))
+	if !ok {
+		return SignData{}, false
+	}
+	var w sshsigWire
+	if err := ssh.Unmarshal(rest, &w); err != nil || hasNUL(w.Namespace, w.HashAlg) {
+		return SignData{}, false
+	}
+	return SignData{Kind: SignSSHSIG, Namespace: w.Namespace, HashAlg: w.HashAlg}, true
+}
+
+func hasNUL(ss ...string) bool {
+	for _, s := range ss {
+		if strings.IndexByte(s, 0) >= 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// loginAlgs lists the algorithms a login may name for a key type other
+// than its own name (RSA with SHA-2, FIDO webauthn).
+var loginAlgs = map[string][]string{
+	ssh.KeyAlgoRSA:        {ssh.KeyAlgoRSA, ssh.KeyAlgoRSASHA256, ssh.KeyAlgoRSASHA512},
+	ssh.CertAlgoRSAv01:    {ssh.CertAlgoRSAv01, ssh.CertAlgoRSASHA256v01, ssh.CertAlgoRSASHA512v01},
+	ssh.KeyAlgoSKECDSA256: {ssh.KeyAlgoSKECDSA256, "webauthn-sk-ecdsa-sha2-nistp256@openssh.com"},
+}
+
+// loginNamesKey is OpenSSH's expected_key check: the login's key is the
+// signing key and its algorithm suits that key. (OpenSSH compares key
+// types only, so an ECDSA login naming another curve passes there; not
+// here.)
+func loginNamesKey(sd SignData, key ssh.PublicKey) bool {
+	if key == nil {
+		return false
+	}
+	named, err := ssh.ParsePublicKey(sd.KeyBlob)
+	if err != nil || !hopKeyEqual(named, key) {
+		return false
+	}
+	if algs, ok := loginAlgs[key.Type()]; ok {
+		return slices.Contains(algs, sd.Alg)
+	}
+	return sd.Alg == key.Type()
+}
+
+// CheckLoginBinding refuses a login that is not bound to the connection's
+// last session-bind: its session id must be the last bind's, a host-bound
+// login must name the last bind's host key, and the last bind must be one
+// for authentication (a login on a forwarding bind's session would be a
+// login to a host the client is already logged in to). With no binds, or
+// for data that is not a login, there is nothing to check and it returns
+// nil. The error says why, without key material.
+func CheckLoginBinding(sd SignData, b *BindState) error {
+	if sd.Kind != SignLogin || b == nil || len(b.Hops) == 0 {
+		return nil
+	}
+	last := b.Hops[len(b.Hops)-1]
+	if subtle.ConstantTimeCompare(sd.SessionID, last.SessionID) != 1 {
+		return fmt.Errorf("the login's session id is not that of the connection's last session-bind (%s, %d binds)",
+			hostKeyLabel(last.HostKey), len(b.Hops))
+	}
+	if sd.HostKey != nil && !hopKeyEqual(sd.HostKey, last.HostKey) {
+		return fmt.Errorf("the login names host key %s but the connection's last session-bind is for %s",
+			hostKeyLabel(sd.HostKey), hostKeyLabel(last.HostKey))
+	}
+	if last.Forwarded {
+		return errors.New("the login's session is bound for agent forwarding, not for authentication")
+	}
+	return nil
+}

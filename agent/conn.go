@@ -1,0 +1,346 @@
+package agent
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+	sshagent "golang.org/x/crypto/ssh/agent"
+
+	"github.com/safe-agent/safe-agent/agent/audit"
+)
+
+// MaxFrame is the largest request the agent reads, as OpenSSH's
+// AGENT_MAX_LEN. A longer frame closes the connection.
+const MaxFrame = 256 * 1024
+
+// serverConn is one client connection.
+type serverConn struct {
+	id     uint64
+	c      *net.UnixConn
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// stop makes an idle connection's pending read return, and cancels
+// prompts it waits on; a request being processed still gets its reply.
+func (sc *serverConn) stop() {
+	sc.cancel()
+	_ = sc.c.SetReadDeadline(time.Now())
+}
+
+func (s *Server) handle(uc *net.UnixConn) {
+	defer uc.Close()
+	id := s.nextConn.Add(1)
+	peer, err := peerCred(uc)
+	if err != nil {
+		s.log.Warn("connection refused: cannot read peer credentials", "conn", id, "err", err)
+		return
+	}
+	if peer.UID != myUID() && !(peer.UID == 0 && s.opts.AllowRoot) {
+		chain, _ := processChain(peer.PID, 2)
+		s.log.Warn("connection refused: client runs as another user", "conn", id, "uid", peer.UID, "pid", peer.PID, "process", chain, "agent_uid", myUID())
+		drainFirstRequest(uc)
+		return
+	}
+	peer.Chain, peer.Exe = processChain(peer.PID, 4)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sc := &serverConn{id: id, c: uc, ctx: ctx, cancel: cancel}
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return
+	}
+	s.conns[sc] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.conns, sc)
+		s.mu.Unlock()
+	}()
+
+	log := s.log.With("conn", id, "pid", peer.PID)
+	if s.opts.Debug {
+		log.Debug("connection", "uid", peer.UID, "process", peer.Chain)
+	}
+	ca := &connAgent{srv: s, conn: sc, peer: peer, log: log}
+	err = sshagent.ServeAgent(ca, &frameReader{c: uc})
+	if err != nil && !errors.Is(err, io.EOF) && ctx.Err() == nil {
+		log.Debug("connection closed", "reason", err)
+	}
+}
+
+// drainFirstRequest reads (and discards) what a refused client sends
+// first, briefly, before the connection is closed: the client then sees
+// end-of-file, as with OpenSSH's agent, instead of dying of SIGPIPE.
+func drainFirstRequest(c net.Conn) {
+	_ = c.SetReadDeadline(time.Now().Add(time.Second))
+	buf := make([]byte, 512)
+	_, _ = c.Read(buf)
+}
+
+// frameReader passes the byte stream to ServeAgent unchanged but looks at
+// each frame header first, so an oversized frame ends the connection
+// before any of it is buffered.
+type frameReader struct {
+	c        net.Conn
+	hdr      [4]byte
+	hdrLeft  int    // header bytes not yet handed out
+	bodyLeft uint32 // body bytes of the current frame not yet read
+}
+
+var errFrameTooLarge = fmt.Errorf("request frame larger than %d bytes", MaxFrame)
+
+func (f *frameReader) Read(p []byte) (int, error) {
+	if f.hdrLeft == 0 && f.bodyLeft == 0 {
+		if _, err := io.ReadFull(f.c, f.hdr[:]); err != nil {
+			return 0, err
+		}
+		l := binary.BigEndian.Uint32(f.hdr[:])
+		if l > MaxFrame {
+			return 0, errFrameTooLarge
+		}
+		f.hdrLeft, f.bodyLeft = 4, l
+	}
+	if f.hdrLeft > 0 {
+		n := copy(p, f.hdr[4-f.hdrLeft:])
+		f.hdrLeft -= n
+		return n, nil
+	}
+	if uint32(len(p)) > f.bodyLeft {
+		p = p[:f.bodyLeft]
+	}
+	n, err := f.c.Read(p)
+	f.bodyLeft -= uint32(n)
+	return n, err
+}
+
+func (f *frameReader) Write(p []byte) (int, error) { return f.c.Write(p) }
+
+// connAgent is the ExtendedAgent for one connection. ServeAgent calls it
+// from a single goroutine, so its per-connection state needs no lock.
+type connAgent struct {
+	srv  *Server
+	conn *serverConn
+	peer Peer
+	log  *slog.Logger
+	bind BindState
+}
+
+var errLocked = errors.New("agent is locked")
+
+// List returns the keys a client on this connection may see.
+func (a *connAgent) List() ([]*sshagent.Key, error) {
+	if a.srv.isLocked() {
+		return nil, nil // OpenSSH answers an empty list while locked
+	}
+	ids := a.srv.keys.list(a.srv.now())
+	out := make([]*sshagent.Key, 0, len(ids))
+	for _, id := range ids {
+		if !a.visible(id) {
+			continue
+		}
+		out = append(out, &sshagent.Key{Format: id.Public.Type(), Blob: []byte(id.Blob), Comment: id.Comment})
+	}
+	if a.srv.opts.Debug {
+		a.log.Debug("list", "shown", len(out), "loaded", len(ids))
+	}
+	return out, nil
+}
+
+func (a *connAgent) Sign(key ssh.PublicKey, data []byte) (*ssh.Signature, error) {
+	return a.SignWithFlags(key, data, 0)
+}
+
+// SignWithFlags runs the sign pipeline.
+func (a *connAgent) SignWithFlags(key ssh.PublicKey, data []byte, flags sshagent.SignatureFlags) (*ssh.Signature, error) {
+	return a.sign(key.Marshal(), data, flags)
+}
+
+// Add loads a key with its constraints.
+func (a *connAgent) Add(k sshagent.AddedKey) error {
+	if err := a.localOnly("add"); err != nil {
+		return err
+	}
+	if a.srv.isLocked() {
+		return errLocked
+	}
+	id, err := a.srv.newIdentity(k)
+	if err != nil {
+		a.log.Warn("add refused", "err", err)
+		return err
+	}
+	a.srv.keys.add(id)
+	a.srv.auditEvent(audit.Record{Event: "add", Decision: "allowed", Key: auditKey(id), Client: a.auditClient(),
+		Detail: fmt.Sprintf("lifetime %s, confirm %v, ssh-add -h %v, stored %v", lifetimeText(id, a.srv.now()), id.Confirm, id.Dest != nil, id.Stored)})
+	a.log.Info("key added", "fingerprint", id.Fingerprint, "type", id.Type(), "comment", id.Comment,
+		"lifetime", lifetimeText(id, a.srv.now()), "confirm", id.Confirm, "restricted", id.Dest != nil)
+	return nil
+}
+
+// localOnly refuses requests that change the agent when they come through
+// a forwarded agent (or a connection whose bind failed): whoever controls
+// a jump host must not add, remove or lock keys. OpenSSH allows it;
+// safe-agent is stricter here.
+func (a *connAgent) localOnly(op string) error {
+	if a.bind.Local() || !forwarded(a.bind.Hops) && !a.bind.Failed {
+		return nil
+	}
+	a.log.Warn("refused: "+op+" through a forwarded agent", "path", a.srv.pathText(a.bind.Hops, a.bind.Failed), "process", a.peer.Chain)
+	a.srv.auditEvent(audit.Record{Event: op, Decision: "denied", Reason: op + " refused: it came through a forwarded agent", Client: a.auditClient(), Path: a.srv.auditPath(a.bind.Hops)})
+	return fmt.Errorf("%s refused through a forwarded agent", op)
+}
+
+// newIdentity validates an added key and its constraints.
+func (s *Server) newIdentity(k sshagent.AddedKey) (*Identity, error) {
+	if err := checkKeyType(k.PrivateKey); err != nil {
+		return nil, err
+	}
+	id := &Identity{Comment: k.Comment, Confirm: k.ConfirmBeforeUse, Added: s.now()}
+	for _, ext := range k.ConstraintExtensions {
+		switch ext.ExtensionName {
+		case ExtKeySettings:
+			ks, err := parseKeySettings(ext.ExtensionDetails)
+			if err != nil {
+				return nil, err
+			}
+			id.Settings = IdentitySettings{Allow: ks.Allow, Deny: ks.Deny, MaxForwardDepth: ks.MaxForwardDepth}
+			id.Stored = ks.Stored
+		case extRestrictDestination:
+			if id.Dest != nil {
+				return nil, errors.New("more than one destination constraint")
+			}
+			d, err := ParseDestConstraints(ext.ExtensionDetails)
+			if err != nil {
+				return nil, fmt.Errorf("destination constraint: %w", err)
+			}
+			id.Dest = d
+		default:
+			// As OpenSSH: a constraint we cannot enforce fails the add.
+			return nil, fmt.Errorf("unsupported key constraint %q", ext.ExtensionName)
+		}
+	}
+	priv, err := s.opts.Seal(k.PrivateKey)
+	if err != nil {
+		return nil, fmt.Errorf("hold private key: %w", err)
+	}
+	id.key = priv
+	pub := priv.PublicKey()
+	id.Fingerprint = ssh.FingerprintSHA256(pub)
+	if k.Certificate != nil {
+		if !bytesEqual(k.Certificate.Key.Marshal(), pub.Marshal()) {
+			priv.Destroy()
+			return nil, errors.New("certificate does not match the private key")
+		}
+		pub = k.Certificate
+	}
+	id.Public = pub
+	id.Blob = string(pub.Marshal())
+	switch {
+	case k.LifetimeSecs > 0:
+		id.Expires = id.Added.Add(time.Duration(k.LifetimeSecs) * time.Second)
+	case s.opts.DefaultLifetime > 0:
+		id.Expires = id.Added.Add(s.opts.DefaultLifetime)
+	}
+	return id, nil
+}
+
+func auditKey(id *Identity) *audit.Key {
+	return &audit.Key{Fingerprint: id.Fingerprint, Type: id.Type(), Comment: id.Comment}
+}
+
+func bytesEqual(a, b []byte) bool { return string(a) == string(b) }
+
+func lifetimeText(id *Identity, now time.Time) string {
+	if id.Expires.IsZero() {
+		return "forever"
+	}
+	return id.Expires.Sub(now).Round(time.Second).String()
+}
+
+// Remove unloads one key.
+func (a *connAgent) Remove(key ssh.PublicKey) error {
+	if err := a.localOnly("remove"); err != nil {
+		return err
+	}
+	if a.srv.isLocked() {
+		return errLocked
+	}
+	id, ok := a.srv.keys.remove(key.Marshal())
+	if !ok {
+		return errNotFound
+	}
+	a.srv.forgetKey(id.Fingerprint)
+	a.srv.auditEvent(audit.Record{Event: "remove", Decision: "allowed", Key: auditKey(id), Client: a.auditClient()})
+	a.log.Info("key removed", "fingerprint", id.Fingerprint, "comment", id.Comment)
+	return nil
+}
+
+// RemoveAll unloads every key.
+func (a *connAgent) RemoveAll() error {
+	if err := a.localOnly("remove-all"); err != nil {
+		return err
+	}
+	if a.srv.isLocked() {
+		return errLocked
+	}
+	gone := a.srv.keys.removeAll()
+	a.srv.forget()
+	a.srv.auditEvent(audit.Record{Event: "remove-all", Decision: "allowed", Client: a.auditClient(), Detail: fmt.Sprintf("%d keys", len(gone))})
+	a.log.Info("all keys removed", "count", len(gone))
+	return nil
+}
+
+func (a *connAgent) Lock(passphrase []byte) error {
+	if err := a.localOnly("lock"); err != nil {
+		return err
+	}
+	if err := a.srv.lock(passphrase); err != nil {
+		return err
+	}
+	a.srv.forget()
+	a.srv.auditEvent(audit.Record{Event: "lock", Decision: "allowed", Client: a.auditClient()})
+	a.log.Info("agent locked")
+	return nil
+}
+
+func (a *connAgent) Unlock(passphrase []byte) error {
+	if err := a.localOnly("unlock"); err != nil {
+		return err
+	}
+	if err := a.srv.unlock(passphrase); err != nil {
+		a.srv.auditEvent(audit.Record{Event: "unlock", Decision: "denied", Reason: err.Error(), Client: a.auditClient()})
+		return err
+	}
+	a.srv.auditEvent(audit.Record{Event: "unlock", Decision: "allowed", Client: a.auditClient()})
+	a.log.Info("agent unlocked")
+	return nil
+}
+
+// Signers is not part of the wire protocol; ServeAgent never calls it.
+func (a *connAgent) Signers() ([]ssh.Signer, error) {
+	return nil, errors.New("signers are not exported")
+}
+
+// Extension handles SSH_AGENTC_EXTENSION. Unknown extensions answer
+// SSH_AGENT_FAILURE (ErrExtensionUnsupported) and the agent keeps serving.
+func (a *connAgent) Extension(extensionType string, contents []byte) ([]byte, error) {
+	switch extensionType {
+	case extSessionBind:
+		return nil, a.sessionBind(contents)
+	case ExtList, ExtStatus, ExtForget:
+		return a.manage(extensionType)
+	}
+	if a.srv.opts.Debug {
+		a.log.Debug("unsupported extension", "name", extensionType)
+	}
+	return nil, sshagent.ErrExtensionUnsupported
+}

@@ -1,0 +1,244 @@
+package agent
+
+import (
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+	sshagent "golang.org/x/crypto/ssh/agent"
+)
+
+// PrivateKey is how the identity table holds a secret: it can sign and it
+// can be destroyed (wiped). The keystore's locked-memory keys implement it;
+// PlainKey is the in-heap fallback.
+type PrivateKey interface {
+	ssh.AlgorithmSigner
+	Destroy()
+}
+
+// Sealer turns a private key as x/crypto's agent delivers it
+// (ed25519.PrivateKey, *ecdsa.PrivateKey, *rsa.PrivateKey) into a held key.
+type Sealer func(priv any) (PrivateKey, error)
+
+// PlainKey keeps a private key on the Go heap. It is what the agent uses
+// when no keystore vault is configured.
+type PlainKey struct{ ssh.AlgorithmSigner }
+
+// Destroy is a no-op for heap keys beyond dropping the reference; the
+// garbage collector owns the memory.
+func (p *PlainKey) Destroy() { p.AlgorithmSigner = nil }
+
+// SealPlain is the Sealer for PlainKey.
+func SealPlain(priv any) (PrivateKey, error) {
+	s, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		return nil, err
+	}
+	as, ok := s.(ssh.AlgorithmSigner)
+	if !ok {
+		return nil, fmt.Errorf("key type %T cannot choose a signature algorithm", priv)
+	}
+	return &PlainKey{as}, nil
+}
+
+// Identity is one loaded key and the constraints it was added with.
+type Identity struct {
+	Public      ssh.PublicKey // may be an *ssh.Certificate
+	Blob        string        // Public.Marshal(), the table's key
+	Comment     string
+	Fingerprint string // of the underlying key (certificates: the certified key)
+	Expires     time.Time
+	Confirm     bool             // ssh-add -c / safe-agent add --confirm
+	Dest        *DestConstraints // ssh-add -h; nil when unrestricted
+	Settings    IdentitySettings // per-key settings stored with the key
+	Stored      bool             // loaded from the keystore
+	Added       time.Time
+	key         PrivateKey
+}
+
+// IdentitySettings are per-key rules that travel with a key (from
+// `safe-agent add`), applied together with the policy file.
+type IdentitySettings struct {
+	Allow, Deny     []string
+	MaxForwardDepth *int
+}
+
+// Type is the key's algorithm name, e.g. ssh-ed25519.
+func (id *Identity) Type() string { return id.Public.Type() }
+
+// errNotFound is returned for a key the agent does not hold.
+var errNotFound = errors.New("key not found in agent")
+
+// table is the agent's identity table, shared by all connections. Order
+// is insertion order, as OpenSSH lists keys.
+type table struct {
+	mu     sync.Mutex
+	order  []*Identity
+	byBlob map[string]*Identity
+	wake   chan struct{} // nudges the expiry reaper after a change
+}
+
+func newTable() *table {
+	return &table{byBlob: map[string]*Identity{}, wake: make(chan struct{}, 1)}
+}
+
+// add inserts or replaces an identity. Re-adding a key keeps its place
+// and replaces its comment and constraints, as OpenSSH does.
+func (t *table) add(id *Identity) {
+	t.mu.Lock()
+	if old, ok := t.byBlob[id.Blob]; ok {
+		for i, o := range t.order {
+			if o == old {
+				t.order[i] = id
+			}
+		}
+		old.key.Destroy()
+	} else {
+		t.order = append(t.order, id)
+	}
+	t.byBlob[id.Blob] = id
+	t.mu.Unlock()
+	t.nudge()
+}
+
+func (t *table) nudge() {
+	select {
+	case t.wake <- struct{}{}:
+	default:
+	}
+}
+
+// get returns a live (unexpired) identity by public key blob.
+func (t *table) get(blob []byte, now time.Time) (*Identity, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	id, ok := t.byBlob[string(blob)]
+	if !ok || expired(id, now) {
+		return nil, false
+	}
+	return id, true
+}
+
+// list returns the live identities in order.
+func (t *table) list(now time.Time) []*Identity {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]*Identity, 0, len(t.order))
+	for _, id := range t.order {
+		if !expired(id, now) {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// remove deletes one identity; it reports whether the key was there.
+func (t *table) remove(blob []byte) (*Identity, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	id, ok := t.byBlob[string(blob)]
+	if !ok {
+		return nil, false
+	}
+	t.deleteLocked(id)
+	return id, true
+}
+
+func (t *table) deleteLocked(id *Identity) {
+	delete(t.byBlob, id.Blob)
+	for i, o := range t.order {
+		if o == id {
+			t.order = append(t.order[:i], t.order[i+1:]...)
+			break
+		}
+	}
+	id.key.Destroy()
+}
+
+// removeAll deletes every identity and returns them.
+func (t *table) removeAll() []*Identity {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := t.order
+	for _, id := range out {
+		id.key.Destroy()
+	}
+	t.order = nil
+	t.byBlob = map[string]*Identity{}
+	return out
+}
+
+// reap removes expired identities and returns them with the time of the
+// next expiry (zero if none).
+func (t *table) reap(now time.Time) (gone []*Identity, next time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, id := range append([]*Identity(nil), t.order...) {
+		if expired(id, now) {
+			t.deleteLocked(id)
+			gone = append(gone, id)
+			continue
+		}
+		if !id.Expires.IsZero() && (next.IsZero() || id.Expires.Before(next)) {
+			next = id.Expires
+		}
+	}
+	return gone, next
+}
+
+func expired(id *Identity, now time.Time) bool {
+	return !id.Expires.IsZero() && !now.Before(id.Expires)
+}
+
+// checkKeyType refuses keys the agent does not support: DSA, RSA below
+// 2048 bits, ECDSA on other curves.
+func checkKeyType(priv any) error {
+	switch k := priv.(type) {
+	case *rsa.PrivateKey:
+		if k.N.BitLen() < 2048 {
+			return fmt.Errorf("RSA key of %d bits refused: use 2048 bits or more", k.N.BitLen())
+		}
+	case *ecdsa.PrivateKey:
+		switch k.Curve {
+		case elliptic.P256(), elliptic.P384(), elliptic.P521():
+		default:
+			return errors.New("ECDSA key on an unsupported curve refused")
+		}
+	case ed25519.PrivateKey, *ed25519.PrivateKey:
+	default:
+		return fmt.Errorf("key type %T is not supported (use ed25519, ecdsa or rsa)", priv)
+	}
+	return nil
+}
+
+// signAlgorithm picks the signature algorithm from the request flags.
+// RSA keys sign with SHA-1 ("ssh-rsa") only when no SHA-2 flag is set,
+// exactly as OpenSSH's agent does.
+func signAlgorithm(pub ssh.PublicKey, flags sshagent.SignatureFlags) string {
+	t := pub.Type()
+	if c, ok := pub.(*ssh.Certificate); ok {
+		t = c.Key.Type()
+	}
+	if t != ssh.KeyAlgoRSA {
+		return t
+	}
+	switch {
+	case flags&sshagent.SignatureFlagRsaSha512 != 0:
+		return ssh.KeyAlgoRSASHA512
+	case flags&sshagent.SignatureFlagRsaSha256 != 0:
+		return ssh.KeyAlgoRSASHA256
+	}
+	return ssh.KeyAlgoRSA
+}
+
+// signWith signs data with an identity's key.
+func signWith(id *Identity, rand io.Reader, data []byte, algo string) (*ssh.Signature, error) {
+	return id.key.SignWithAlgorithm(rand, data, algo)
+}

@@ -1,0 +1,144 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/safe-agent/safe-agent/agent/audit"
+	"github.com/safe-agent/safe-agent/policy"
+)
+
+// PolicyHolder holds the policy in force and reloads it: on SIGHUP and
+// when the file changes. A broken file keeps the last good policy.
+type PolicyHolder struct {
+	path     string
+	explicit bool // named by --policy or SAFE_AGENT_POLICY: must exist
+	log      *slog.Logger
+	audit    *audit.Log
+	cur      atomic.Pointer[policy.Policy]
+
+	mu      sync.Mutex
+	stamp   fileStamp
+	lastErr error
+}
+
+type fileStamp struct {
+	exists bool
+	mod    time.Time
+	size   int64
+}
+
+func stampOf(path string) fileStamp {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fileStamp{}
+	}
+	return fileStamp{exists: true, mod: fi.ModTime(), size: fi.Size()}
+}
+
+// LoadPolicyFile loads path; a missing file that was not explicitly named
+// gives the built-in defaults.
+func LoadPolicyFile(path string, explicit bool) (*policy.Policy, error) {
+	p, err := policy.Load(path)
+	if err != nil && !explicit && errors.Is(err, fs.ErrNotExist) {
+		if _, serr := os.Stat(path); errors.Is(serr, fs.ErrNotExist) {
+			// The built-in defaults, with host names from ~/.ssh/known_hosts.
+			return policy.LoadDefaults()
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// NewPolicyHolder loads the policy once; an invalid file is an error
+// (serve refuses to start on one).
+func NewPolicyHolder(path string, explicit bool, log *slog.Logger, a *audit.Log) (*PolicyHolder, error) {
+	h := &PolicyHolder{path: path, explicit: explicit, log: log, audit: a}
+	h.stamp = stampOf(path)
+	p, err := LoadPolicyFile(path, explicit)
+	if err != nil {
+		return nil, err
+	}
+	h.cur.Store(p)
+	h.record(audit.Record{Event: "policy-load", Detail: h.describe()})
+	return h, nil
+}
+
+func (h *PolicyHolder) describe() string {
+	if h.stamp.exists {
+		return h.path
+	}
+	return h.path + " (missing: built-in defaults)"
+}
+
+// Get returns the policy in force.
+func (h *PolicyHolder) Get() *policy.Policy { return h.cur.Load() }
+
+// Path is the policy file's path.
+func (h *PolicyHolder) Path() string { return h.path }
+
+// LastError is the error of the last failed reload, nil if it succeeded.
+func (h *PolicyHolder) LastError() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.lastErr
+}
+
+// Reload reads the file again. On error the last good policy stays.
+func (h *PolicyHolder) Reload(why string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.stamp = stampOf(h.path)
+	p, err := LoadPolicyFile(h.path, h.explicit)
+	if err != nil {
+		h.lastErr = err
+		h.log.Error("policy reload failed; the last good policy stays in force", "trigger", why, "err", err)
+		h.record(audit.Record{Event: "policy-reload-failed", Reason: err.Error(), Detail: h.path})
+		return fmt.Errorf("reload policy: %w", err)
+	}
+	h.lastErr = nil
+	h.cur.Store(p)
+	h.log.Info("policy reloaded", "trigger", why, "path", h.describe())
+	h.record(audit.Record{Event: "policy-load", Detail: h.describe()})
+	return nil
+}
+
+func (h *PolicyHolder) record(r audit.Record) {
+	if h.audit == nil {
+		return
+	}
+	if err := h.audit.Append(r); err != nil {
+		h.log.Error("audit log write failed", "event", r.Event, "err", err)
+	}
+}
+
+// Watch polls the file (every interval) and reloads when it changes,
+// until ctx ends. Polling needs no extra dependency and catches editors
+// that replace the file by rename.
+func (h *PolicyHolder) Watch(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		st := stampOf(h.path)
+		h.mu.Lock()
+		changed := st != h.stamp
+		h.mu.Unlock()
+		if changed {
+			_ = h.Reload("file changed")
+		}
+	}
+}

@@ -1,0 +1,288 @@
+// Package agent is safe-agent's daemon: the socket, per-connection state
+// (peer, process chain, session-bind hops) and the one pipeline every sign
+// request takes: bind → classify → decide → confirm → sign → audit.
+//
+// The wire protocol is golang.org/x/crypto/ssh/agent's ServeAgent, with one
+// ExtendedAgent value per connection so that per-connection state lives on
+// it; the identity table (with constraints) is the agent's own.
+package agent
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/safe-agent/safe-agent/agent/audit"
+	"github.com/safe-agent/safe-agent/policy"
+)
+
+// Options configure a Server.
+type Options struct {
+	Logger *slog.Logger
+	// Debug logs every request (never key material or signed data).
+	Debug bool
+	// DefaultLifetime applies to keys added without a lifetime (ssh-agent -t).
+	DefaultLifetime time.Duration
+	// Seal holds private keys; nil means plain heap keys (SealPlain).
+	Seal Sealer
+	// AllowRoot lets uid 0 use an agent that runs as another user.
+	AllowRoot bool
+	// MaxConns bounds concurrent connections; more are accepted and
+	// closed at once (with a log line). 0 means DefaultMaxConns.
+	MaxConns int
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Policy is the policy in force (reloadable); nil means built-in defaults.
+	Policy *PolicyHolder
+	// Audit receives one record per decision; nil disables auditing
+	// (tests only: `serve` always audits).
+	Audit *audit.Log
+	// Info is shown by `safe-agent status`.
+	Info StatusInfo
+}
+
+// DefaultMaxConns is the default bound on concurrent client connections.
+const DefaultMaxConns = 4096
+
+// Peer is who is on the other end of a connection.
+type Peer struct {
+	PID, UID, GID int
+	Exe           string // executable path, if readable
+	Chain         string // "ssh (1234) ← git (1200) ← zsh (1000)"
+}
+
+// Server is the agent: the identity table and the connections using it.
+type Server struct {
+	opts          Options
+	log           *slog.Logger
+	defaultPolicy *policy.Policy
+	keys          *table
+	now           func() time.Time
+	started       time.Time
+
+	lockMu    sync.Mutex
+	locked    bool
+	lockSalt  []byte
+	lockHash  []byte
+	failCount int
+
+	mu        sync.Mutex
+	conns     map[*serverConn]struct{}
+	listeners []net.Listener
+	closing   bool
+	wg        sync.WaitGroup
+	sem       chan struct{}
+	nextConn  atomic.Uint64
+	stopReap  chan struct{}
+	reapDone  chan struct{}
+}
+
+// New returns a Server; call Serve to accept connections.
+func New(o Options) *Server {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Seal == nil {
+		o.Seal = SealPlain
+	}
+	if o.MaxConns <= 0 {
+		o.MaxConns = DefaultMaxConns
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	s := &Server{
+		opts:          o,
+		defaultPolicy: policy.Default(),
+		log:           o.Logger,
+		keys:          newTable(),
+		started:       o.Now(),
+		now:           o.Now,
+		conns:         map[*serverConn]struct{}{},
+		sem:           make(chan struct{}, o.MaxConns),
+		stopReap:      make(chan struct{}),
+		reapDone:      make(chan struct{}),
+	}
+	go s.reapLoop()
+	return s
+}
+
+// reapLoop removes keys whose lifetime ended, waking at the next expiry
+// (or when the table changes), so expired keys vanish at once.
+func (s *Server) reapLoop() {
+	defer close(s.reapDone)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		gone, next := s.keys.reap(s.now())
+		for _, id := range gone {
+			s.log.Info("key lifetime ended; removed", "fingerprint", id.Fingerprint, "comment", id.Comment)
+			s.forgetKey(id.Fingerprint)
+			s.auditEvent(audit.Record{Event: "remove", Decision: "allowed", Key: auditKey(id), Reason: "lifetime ended"})
+		}
+		wait := time.Hour
+		if !next.IsZero() {
+			wait = max(next.Sub(s.now()), 10*time.Millisecond)
+		}
+		timer.Reset(wait)
+		select {
+		case <-s.stopReap:
+			return
+		case <-s.keys.wake:
+		case <-timer.C:
+		}
+	}
+}
+
+// Serve accepts connections on l until Shutdown. It returns nil after a
+// Shutdown and the accept error otherwise.
+func (s *Server) Serve(l net.Listener) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return errors.New("agent is shutting down")
+	}
+	s.listeners = append(s.listeners, l)
+	s.mu.Unlock()
+	var backoff time.Duration
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closing := s.closing
+			s.mu.Unlock()
+			if closing {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+				// Out of file descriptors and the like: back off, keep serving.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.log.Warn("accept failed; retrying", "err", err, "in", backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			return fmt.Errorf("accept: %w", err)
+		}
+		backoff = 0
+		uc, ok := c.(*net.UnixConn)
+		if !ok {
+			c.Close()
+			continue
+		}
+		select {
+		case s.sem <- struct{}{}:
+		default:
+			s.log.Warn("connection refused: too many connections", "limit", s.opts.MaxConns)
+			uc.Close()
+			continue
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer func() { <-s.sem }()
+			s.handle(uc)
+		}()
+	}
+}
+
+func isTemporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
+}
+
+// Shutdown stops accepting, lets requests in flight finish their reply,
+// closes idle connections and waits for them (until ctx ends).
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if !s.closing {
+		s.closing = true
+		for _, l := range s.listeners {
+			l.Close()
+		}
+		for c := range s.conns {
+			c.stop()
+		}
+		close(s.stopReap)
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); <-s.reapDone; close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = fmt.Errorf("shutdown: connections still open: %w", ctx.Err())
+	}
+	for _, id := range s.keys.removeAll() {
+		_ = id // destroyed by removeAll
+	}
+	return err
+}
+
+// lock implements SSH_AGENTC_LOCK.
+func (s *Server) lock(pass []byte) error {
+	s.lockMu.Lock()
+	defer s.lockMu.Unlock()
+	if s.locked {
+		return errors.New("agent already locked")
+	}
+	salt := make([]byte, 32)
+	if _, err := rand.Read(salt); err != nil {
+		return fmt.Errorf("lock: %w", err)
+	}
+	s.lockSalt, s.lockHash = salt, lockDigest(salt, pass)
+	s.locked = true
+	s.failCount = 0
+	return nil
+}
+
+// unlock implements SSH_AGENTC_UNLOCK: a constant-time compare, and after
+// each wrong passphrase a delay that grows by 0.1 s up to 10 s, as
+// OpenSSH's agent does, so guessing is slow.
+func (s *Server) unlock(pass []byte) error {
+	s.lockMu.Lock()
+	if !s.locked {
+		s.lockMu.Unlock()
+		return errors.New("agent is not locked")
+	}
+	if hmac.Equal(lockDigest(s.lockSalt, pass), s.lockHash) {
+		s.locked = false
+		s.lockSalt, s.lockHash = nil, nil
+		s.failCount = 0
+		s.lockMu.Unlock()
+		return nil
+	}
+	if s.failCount < 100 {
+		s.failCount++
+	}
+	delay := time.Duration(s.failCount) * 100 * time.Millisecond
+	s.lockMu.Unlock()
+	s.log.Warn("unlock failed: wrong passphrase", "delay", delay)
+	time.Sleep(delay)
+	return errors.New("wrong passphrase")
+}
+
+func lockDigest(salt, pass []byte) []byte {
+	m := hmac.New(sha256.New, salt)
+	m.Write(pass)
+	return m.Sum(nil)
+}
+
+func (s *Server) isLocked() bool {
+	s.lockMu.Lock()
+	defer s.lockMu.Unlock()
+	return s.locked
+}
+
+// myUID is the agent's effective uid, the only one allowed to connect.
+func myUID() int { return os.Geteuid() }

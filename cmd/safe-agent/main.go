@@ -1,0 +1,58 @@
+// Command safe-agent is an ssh-agent replacement that puts every signature
+// through a policy engine and an audit log. See README.md.
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+)
+
+func main() {
+	os.Exit(run(os.Args))
+}
+
+// run dispatches on the program name first, so that a symlink named
+// ssh-agent behaves exactly like `safe-agent ssh-agent`.
+func run(args []string) int {
+	if filepath.Base(args[0]) == "ssh-agent" {
+		return sshAgentMain(args[1:], os.Stdout, os.Stderr)
+	}
+	root := newRootCmd()
+	root.SetArgs(args[1:])
+	if err := root.Execute(); err != nil {
+		var ec exitCodeError
+		if asExitCode(err, &ec) {
+			if ec.msg != "" {
+				fmt.Fprintln(os.Stderr, "safe-agent:", ec.msg)
+			}
+			return ec.code
+		}
+		fmt.Fprintln(os.Stderr, "safe-agent:", err)
+		return 1
+	}
+	return 0
+}
+
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "safe-agent",
+		Short: "An ssh-agent that knows where your signatures go",
+		Long: `safe-agent is a drop-in replacement for OpenSSH's ssh-agent. Point
+SSH_AUTH_SOCK at it and keep using ssh, ssh-add, git and ssh-keygen -Y.
+Every sign request goes through a policy (which hosts, through how many
+forwarded agents) and is written to an audit log.`,
+		Example: `  safe-agent serve
+  eval "$(safe-agent ssh-agent -s)"`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(
+		newServeCmd(),
+		newSSHAgentCmd(),
+		newPolicyCmd(),
+	)
+	return root
+}

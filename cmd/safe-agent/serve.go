@@ -1,0 +1,206 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/safe-agent/safe-agent/agent"
+)
+
+// serveConfig is everything `serve` (and the ssh-agent drop-in) needs.
+type serveConfig struct {
+	socket        string
+	policyPath    string
+	keystore      string
+	auditPath     string
+	debug         bool
+	lifetime      time.Duration
+	allowRoot     bool
+	allowUnlocked bool
+	readyFD       int // write "ready" here once listening (ssh-agent detach)
+	watchPID      int // exit when this process is gone (ssh-agent COMMAND form)
+	quiet         bool
+}
+
+func newServeCmd() *cobra.Command {
+	var cfg serveConfig
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the agent in the foreground",
+		Long: `Run the agent in the foreground. It listens on a socket in a private
+(0700) directory and prints the line that points SSH_AUTH_SOCK at it.
+Stop it with Ctrl-C or SIGTERM: requests in flight get their reply, the
+socket is removed. SIGHUP reloads the policy file.`,
+		Example: `  safe-agent serve
+  safe-agent serve --socket ~/.ssh/safe-agent.sock --keystore none -d
+  SSH_AUTH_SOCK=$XDG_RUNTIME_DIR/safe-agent/agent.sock ssh-add -l`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runServe(cmd.Context(), cfg, cmd.OutOrStdout(), cmd.ErrOrStderr(), printShVars)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.socket, "socket", "", "socket path (default $XDG_RUNTIME_DIR/safe-agent/agent.sock)")
+	f.StringVar(&cfg.policyPath, "policy", "", "policy file (default $SAFE_AGENT_POLICY or $XDG_CONFIG_HOME/safe-agent/policy.toml)")
+	f.StringVar(&cfg.keystore, "keystore", "keyring", "where keys rest: keyring (OS keyring) or none (memory only)")
+	f.StringVar(&cfg.auditPath, "audit-log", "", "audit log file (default $XDG_STATE_HOME/safe-agent/audit.jsonl)")
+	f.BoolVarP(&cfg.debug, "debug", "d", false, "log every request to stderr (never key material)")
+	f.DurationVar(&cfg.lifetime, "lifetime", 0, "default lifetime of added keys, e.g. 1h (0 = until removed)")
+	f.BoolVar(&cfg.allowRoot, "allow-root", false, "let root (uid 0) use this agent too")
+	f.BoolVar(&cfg.allowUnlocked, "allow-unlocked-memory", false, "keep running if keys cannot be held in locked memory")
+	f.IntVar(&cfg.readyFD, "ready-fd", 0, "")
+	f.IntVar(&cfg.watchPID, "watch-pid", 0, "")
+	_ = f.MarkHidden("ready-fd")
+	_ = f.MarkHidden("watch-pid")
+	return cmd
+}
+
+// varPrinter prints the environment lines once the socket is ready.
+type varPrinter func(w io.Writer, socket string, pid int)
+
+func printShVars(w io.Writer, socket string, _ int) {
+	fmt.Fprintf(w, "SSH_AUTH_SOCK=%s; export SSH_AUTH_SOCK;\n", shellQuote(socket))
+}
+
+// shellQuote leaves ordinary paths alone and single-quotes the rest.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-+:@%,") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer, printVars varPrinter) (err error) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	level := slog.LevelInfo
+	if cfg.debug {
+		level = slog.LevelDebug
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	// x/crypto's agent server logs protocol errors with the standard
+	// logger; our own log says what matters, with context.
+	log.SetOutput(io.Discard)
+
+	var ready *os.File
+	if cfg.readyFD > 0 {
+		ready = os.NewFile(uintptr(cfg.readyFD), "ready")
+		defer func() {
+			if err != nil {
+				fmt.Fprintf(ready, "error: %v\n", err)
+			}
+			ready.Close()
+		}()
+	}
+	if cfg.socket == "" {
+		cfg.socket = agent.DefaultSocketPath()
+	}
+	switch cfg.keystore {
+	case "keyring", "none":
+	default:
+		return fmt.Errorf("--keystore %q: use keyring or none", cfg.keystore)
+	}
+
+	d, err := setupDaemon(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer d.close()
+
+	l, err := agent.Listen(cfg.socket)
+	if err != nil {
+		return err
+	}
+	srv := d.server
+	printVars(stdout, cfg.socket, os.Getpid())
+	if ready != nil {
+		fmt.Fprintln(ready, "ready")
+		ready.Close()
+		ready = nil
+	}
+	logger.Info("safe-agent listening", "socket", cfg.socket, "pid", os.Getpid())
+
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(l) }()
+	var parentGone <-chan struct{}
+	if cfg.watchPID > 0 {
+		parentGone = watchProcess(cfg.watchPID)
+	}
+	for {
+		select {
+		case s := <-sigs:
+			if s == syscall.SIGHUP {
+				d.reload("SIGHUP")
+				continue
+			}
+			logger.Info("stopping", "signal", s.String())
+		case <-parentGone:
+			logger.Info("stopping: the command the agent was started for has ended", "pid", cfg.watchPID)
+		case <-ctx.Done():
+			logger.Info("stopping")
+		case err := <-serveErr:
+			if err != nil {
+				return err
+			}
+		}
+		break
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		logger.Warn("shutdown incomplete", "err", err)
+	}
+	if err := <-serveErr; err != nil {
+		logger.Warn("serve", "err", err)
+	}
+	l.Close()
+	logger.Info("stopped")
+	return nil
+}
+
+// watchProcess closes the returned channel once pid has exited (or is a
+// zombie waiting to be reaped).
+func watchProcess(pid int) <-chan struct{} {
+	gone := make(chan struct{})
+	go func() {
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for range t.C {
+			if !processAlive(pid) {
+				close(gone)
+				return
+			}
+		}
+	}()
+	return gone
+}
+
+func processAlive(pid int) bool {
+	if err := syscall.Kill(pid, 0); err != nil && errors.Is(err, syscall.ESRCH) {
+		return false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return !errors.Is(err, os.ErrNotExist)
+	}
+	s := string(b)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 && len(s) > i+2 {
+		return s[i+2] != 'Z'
+	}
+	return true
+}

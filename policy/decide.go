@@ -1,0 +1,608 @@
+package policy
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+const storedSrc = "stored settings"
+
+// stored is Settings compiled.
+type stored struct {
+	allow, deny []destPattern
+	maxDepth    int
+	hasDepth    bool
+	confirm     bool
+}
+
+func compileSettings(s Settings) (stored, error) {
+	st := stored{confirm: s.Confirm}
+	for _, a := range s.Allow {
+		p, err := compilePattern(a)
+		if err != nil {
+			return st, fmt.Errorf("allow: %w", err)
+		}
+		st.allow = append(st.allow, p)
+	}
+	for _, a := range s.Deny {
+		p, err := compilePattern(a)
+		if err != nil {
+			return st, fmt.Errorf("deny: %w", err)
+		}
+		st.deny = append(st.deny, p)
+	}
+	if s.MaxForwardDepth != nil {
+		st.maxDepth, st.hasDepth = *s.MaxForwardDepth, true
+	}
+	return st, nil
+}
+
+// list is one allow or deny list with where it came from.
+type list struct {
+	src     string // `key "work"`, `defaults` or `stored settings`
+	field   string // allow | deny
+	entries []destPattern
+}
+
+func (l list) rule(i int) string { return fmt.Sprintf("%s %s[%d]", l.src, l.field, i) }
+
+// decider holds one request while it is decided.
+type decider struct {
+	p    *Policy
+	r    *Request
+	ru   *rule
+	st   stored
+	hops []hop
+	key  string // how reasons name the key
+}
+
+// Decide decides one sign request. It is pure: no I/O, no clock (host
+// certificates are checked against r.Now).
+func (p *Policy) Decide(r Request) Decision {
+	d := &decider{p: p, r: &r, ru: p.ruleFor(r.Key), key: keyLabel(r.Key)}
+	st, err := compileSettings(r.Settings)
+	if err != nil {
+		return deny(storedSrc, fmt.Sprintf("Refused: the settings stored with key %s are not valid (%v). Remove the key and add it again with valid --allow/--deny values.", d.key, err))
+	}
+	d.st = st
+	var buf [4]hop
+	d.hops = buf[:0]
+	ct := certTime{now: r.Now, check: true}
+	for _, h := range r.Hops {
+		d.hops = append(d.hops, p.index.resolve(h, ct))
+	}
+	if r.Purpose == PurposeLogin {
+		return d.login()
+	}
+	return d.localOnly()
+}
+
+func deny(rule, reason string) Decision {
+	return Decision{Verdict: Deny, Rule: rule, Reason: reason}
+}
+
+func keyLabel(k Key) string {
+	switch {
+	case k.Comment != "" && k.Fingerprint != "":
+		return fmt.Sprintf("%q (%s)", k.Comment, k.Fingerprint)
+	case k.Comment != "":
+		return fmt.Sprintf("%q", k.Comment)
+	case k.Fingerprint != "":
+		return k.Fingerprint
+	default:
+		return "(unnamed key)"
+	}
+}
+
+// sectionText names a rule source for people.
+func sectionText(src string) string {
+	switch {
+	case src == "defaults":
+		return "[defaults]"
+	case src == storedSrc:
+		return "the settings stored with the key (safe-agent add)"
+	case strings.HasPrefix(src, "key "):
+		return "[[key]] match " + src[len("key "):]
+	}
+	return src
+}
+
+// fileText says where to make a change.
+func (d *decider) fileText() string {
+	if d.p.name == "built-in defaults" {
+		return "your policy file (`safe-agent policy check` shows where it goes)"
+	}
+	return d.p.name
+}
+
+func (d *decider) allowLists() []list {
+	var ls []list
+	if len(d.ru.allow) > 0 {
+		ls = append(ls, list{d.ru.allowSrc, "allow", d.ru.allow})
+	}
+	if len(d.st.allow) > 0 {
+		ls = append(ls, list{storedSrc, "allow", d.st.allow})
+	}
+	return ls
+}
+
+func (d *decider) denyLists() []list {
+	var ls []list
+	if len(d.ru.deny) > 0 {
+		ls = append(ls, list{d.ru.denySrc, "deny", d.ru.deny})
+	}
+	if len(d.st.deny) > 0 {
+		ls = append(ls, list{storedSrc, "deny", d.st.deny})
+	}
+	return ls
+}
+
+// depthLimit is the stricter of the policy's and the stored limit.
+func (d *decider) depthLimit() (int, string) {
+	limit, src := d.ru.maxDepth, d.ru.depthSrc
+	if d.st.hasDepth && d.st.maxDepth < limit {
+		limit, src = d.st.maxDepth, storedSrc
+	}
+	return limit, src
+}
+
+func (d *decider) depth() int {
+	n := 0
+	for _, h := range d.hops {
+		if h.fwd {
+			n++
+		}
+	}
+	if d.r.BindFailed && n == 0 {
+		n = 1 // a failed bind is never local
+	}
+	return n
+}
+
+// pathText is "here → jump.example (forwarded) → db.internal"; a trailing
+// "?" stands for a destination the client did not bind.
+func (d *decider) pathText(unbound bool) string {
+	var b strings.Builder
+	b.WriteString("here")
+	for _, h := range d.hops {
+		b.WriteString(" → ")
+		b.WriteString(h.label())
+		if h.fwd {
+			b.WriteString(" (forwarded)")
+		}
+	}
+	if unbound {
+		b.WriteString(" → ?")
+	}
+	return b.String()
+}
+
+func (d *decider) action(dest string) string {
+	switch d.r.Purpose {
+	case PurposeLogin:
+		if d.r.User != "" {
+			return fmt.Sprintf("log in as %s to %s", d.r.User, dest)
+		}
+		return "log in to " + dest
+	case PurposeSSHSIG:
+		return fmt.Sprintf("make an SSHSIG signature (ssh-keygen -Y sign, namespace %q)", d.r.Namespace)
+	default:
+		return "sign data that is neither a login nor an SSHSIG signature"
+	}
+}
+
+// login decides a user authentication signature.
+func (d *decider) login() Decision {
+	r, hops := d.r, d.hops
+	allows := d.allowLists()
+	depth := d.depth()
+	last := len(hops) - 1
+	// The destination is the last hop, if the client bound it for this
+	// login (is_forwarding = 0) and every bind verified.
+	bound := last >= 0 && !hops[last].fwd && !r.BindFailed
+	destLabel := "an unknown host"
+	if bound {
+		destLabel = hops[last].label()
+	}
+	path := d.pathText(!bound)
+	act := d.action(destLabel)
+
+	if len(hops) == 0 && !r.BindFailed {
+		if len(allows) > 0 {
+			return deny(allows[0].src+" allow", fmt.Sprintf(
+				"Refused: key %s may not %s: the client did not say which host this login is for (no session-bind), and %s limits the key to allow = %s. OpenSSH 8.9+ is needed for destination rules: use a newer ssh client, or remove allow from %s in %s.",
+				d.key, act, sectionText(allows[0].src), patternList(allows[0].entries), sectionText(allows[0].src), d.fileText()))
+		}
+		return d.finish(0, d.ru.section, fmt.Sprintf("key %s may %s: a local connection (no session-bind), and %s has no allow list", d.key, act, sectionText(d.ru.allowSrc)), nil)
+	}
+	if r.BindFailed && len(allows) > 0 {
+		return deny(allows[0].src+" allow", fmt.Sprintf(
+			"Refused: key %s may not %s: a session-bind on this connection failed verification, so nothing says where this signature would be used, and %s restricts the key with allow. Check the hosts on this path (%s) for tampering.",
+			d.key, act, sectionText(allows[0].src), path))
+	}
+	for i := 0; i < last; i++ {
+		if !hops[i].fwd {
+			return deny("session-bind", fmt.Sprintf(
+				"Refused: key %s may not %s: the connection's session-binds are inconsistent (%s was bound for a login, yet more hosts follow it: %s). This is not something ssh does; the host that sent them may be tampering.",
+				d.key, act, hops[i].label(), path))
+		}
+	}
+	for _, h := range hops {
+		if h.revoked != "" {
+			return deny("known_hosts @revoked", fmt.Sprintf(
+				"Refused: key %s may not %s (%s): %s. If the host has a new key, replace its line in known_hosts.",
+				d.key, act, path, h.revoked))
+		}
+	}
+	for _, l := range d.denyLists() {
+		for i := range hops {
+			for j, pat := range l.entries {
+				if matchAt(hops, i, pat, true) {
+					return deny(l.rule(j), fmt.Sprintf(
+						"Refused: key %s may not %s (%s): %s matches deny entry %q in %s. To reach this host, remove that entry%s.",
+						d.key, act, path, hops[i].label(), pat.raw, sectionText(l.src), d.inFile(l.src)))
+				}
+			}
+		}
+	}
+	limit, limitSrc := d.depthLimit()
+	if depth > limit {
+		var what string
+		if limit == 0 {
+			what = "through a forwarded agent at all"
+		} else {
+			what = fmt.Sprintf("through %d forwarded agents (at most %d allowed)", depth, limit)
+		}
+		return deny(limitSrc+" max_forward_depth", fmt.Sprintf(
+			"Refused: key %s may not %s (%s) %s: max_forward_depth = %d in %s. If you trust every host on this path, raise max_forward_depth there%s.",
+			d.key, act, path, what, limit, sectionText(limitSrc), d.inFile(limitSrc)))
+	}
+	// Every hop must be allowed by every non-empty allow list.
+	destRule := ""
+	for _, l := range allows {
+		for i := range hops {
+			j := -1
+			for k, pat := range l.entries {
+				if matchAt(hops, i, pat, false) {
+					j = k
+					break
+				}
+			}
+			if j < 0 {
+				return deny(l.src+" allow", d.allowMiss(l, i, act, path))
+			}
+			if i == last && destRule == "" {
+				destRule = l.rule(j)
+			}
+		}
+		if !bound {
+			return deny(l.src+" allow", fmt.Sprintf(
+				"Refused: key %s may not %s (%s): the client on %s did not say which host it logs in to (no session-bind for the destination), and %s restricts the key with allow. The client there needs OpenSSH 8.9+.",
+				d.key, act, path, hops[last].label(), sectionText(l.src)))
+		}
+	}
+	unknownDest := depth >= 1 && (!bound || !hops[last].named()) && len(allows) == 0
+	if unknownDest {
+		why := "known_hosts has no name for it"
+		if !bound {
+			why = "the client did not say which host it logs in to"
+		}
+		if r.BindFailed {
+			why = "a session-bind on this connection failed verification"
+		}
+		if note := d.destNote(bound); note != "" {
+			why += " (" + note + ")"
+		}
+		switch d.p.unknownDest {
+		case Deny:
+			return deny("unknown_destination", fmt.Sprintf(
+				"Refused: key %s may not %s through a forwarded agent (%s): %s, and unknown_destination = \"deny\". Add the host to known_hosts, add its fingerprint to allow, or set unknown_destination = \"confirm\" in %s.",
+				d.key, act, path, why, d.fileText()))
+		case Confirm:
+			return d.finish(depth, "", "", &reason{"unknown_destination", why + ", and unknown_destination = \"confirm\""})
+		default:
+			return d.finish(depth, "unknown_destination", fmt.Sprintf("key %s may %s (%s): %s, and unknown_destination = \"allow\"", d.key, act, path, why), nil)
+		}
+	}
+	if destRule != "" {
+		return d.finish(depth, destRule, fmt.Sprintf("key %s may %s (%s): %s", d.key, act, path, allowedBy(destRule, d.allowEntry(destRule))), nil)
+	}
+	how := fmt.Sprintf("%s has no allow list", sectionText(d.ru.allowSrc))
+	if depth > 0 {
+		how += fmt.Sprintf(" and the path is within max_forward_depth = %d", limit)
+	}
+	return d.finish(depth, d.ru.section, fmt.Sprintf("key %s may %s (%s): %s", d.key, act, path, how), nil)
+}
+
+func (d *decider) destNote(bound bool) string {
+	if bound {
+		return d.hops[len(d.hops)-1].note
+	}
+	return ""
+}
+
+func (d *decider) inFile(src string) string {
+	if src == storedSrc {
+		return " (remove the key and add it again with new settings)"
+	}
+	return " in " + d.fileText()
+}
+
+func (d *decider) allowEntry(rule string) string {
+	for _, l := range d.allowLists() {
+		for j, pat := range l.entries {
+			if l.rule(j) == rule {
+				return pat.raw
+			}
+		}
+	}
+	return ""
+}
+
+func allowedBy(rule, entry string) string {
+	src, _, _ := strings.Cut(rule, " allow[")
+	return fmt.Sprintf("allow entry %q in %s", entry, sectionText(src))
+}
+
+// allowMiss explains why hop i matched no entry of l and suggests the entry
+// that would allow it.
+func (d *decider) allowMiss(l list, i int, act, path string) string {
+	h := &d.hops[i]
+	name := ""
+	switch {
+	case len(h.names) > 0:
+		name = h.names[0]
+	case len(h.wild) > 0:
+		name = h.wild[0].pat
+	case len(h.fps) > 0:
+		name = h.fps[0]
+	}
+	suggest := ""
+	if name != "" {
+		s := name
+		if i > 0 {
+			prev := &d.hops[i-1]
+			pn := prev.label()
+			if len(prev.names) > 0 {
+				pn = prev.names[0]
+			} else if len(prev.fps) > 0 && len(prev.wild) == 0 {
+				pn = prev.fps[0]
+			}
+			s = pn + ">" + s
+		}
+		suggest = fmt.Sprintf(" To permit it, add %q to that allow list", s)
+		if l.src == storedSrc {
+			suggest += " (remove the key and add it again with --allow)."
+		} else {
+			suggest += " in " + d.fileText() + "."
+		}
+	}
+	where := "the destination"
+	if i < len(d.hops)-1 || d.hops[i].fwd {
+		where = "a host on the way"
+	}
+	extra := ""
+	if !h.named() {
+		extra = " known_hosts has no name for it, so only a fingerprint entry can match it."
+		if h.note != "" {
+			extra = " known_hosts has no name for it (" + h.note + "), so only a fingerprint entry can match it."
+		}
+	}
+	return fmt.Sprintf("Refused: key %s may not %s (%s): %s, %s, is not allowed by %s (allow = %s).%s%s",
+		d.key, act, path, where, h.label(), sectionText(l.src), patternList(l.entries), extra, suggest)
+}
+
+func patternList(ps []destPattern) string {
+	q := make([]string, len(ps))
+	for i, p := range ps {
+		q[i] = fmt.Sprintf("%q", p.raw)
+	}
+	return "[" + strings.Join(q, ", ") + "]"
+}
+
+// reason is one cause for asking.
+type reason struct{ rule, text string }
+
+// finish applies the confirm settings to a request that is otherwise
+// allowed by rule; why completes "Allowed: …". first, if set, is a cause to
+// ask that comes before the confirm settings.
+func (d *decider) finish(depth int, rule, why string, first *reason) Decision {
+	var asks []reason
+	if first != nil {
+		asks = append(asks, *first)
+	}
+	switch {
+	case d.ru.confirm == confirmAlways:
+		asks = append(asks, reason{d.ru.confirmSrc + " confirm", fmt.Sprintf("confirm = \"always\" in %s", sectionText(d.ru.confirmSrc))})
+	case d.ru.confirm == confirmForwarded && depth >= 1:
+		asks = append(asks, reason{d.ru.confirmSrc + " confirm", fmt.Sprintf("confirm = \"forwarded\" in %s asks for every use through a forwarded agent", sectionText(d.ru.confirmSrc))})
+	}
+	if d.st.confirm {
+		asks = append(asks, reason{storedSrc + " confirm", "the key was added with ssh-add -c or safe-agent add --confirm"})
+	}
+	if len(asks) == 0 {
+		return Decision{Verdict: Allow, Rule: rule, Reason: "Allowed: " + why + "."}
+	}
+	remember := d.ru.remember
+	if d.st.confirm {
+		remember = 0 // ssh-add -c: every use is asked
+	}
+	n := len(d.hops)
+	unbound := n == 0 || d.hops[n-1].fwd || d.r.BindFailed
+	dest := "an unknown host"
+	if !unbound {
+		dest = d.hops[n-1].label()
+	}
+	pathPart := ""
+	if n > 0 || d.r.BindFailed {
+		pathPart = " (" + d.pathText(unbound && d.r.Purpose == PurposeLogin) + ")"
+	}
+	texts := make([]string, len(asks))
+	for i, a := range asks {
+		texts[i] = a.text
+	}
+	return Decision{Verdict: Confirm, Rule: asks[0].rule, Remember: remember, Reason: fmt.Sprintf(
+		"Ask first: key %s would %s%s: %s.", d.key, d.action(dest), pathPart, strings.Join(texts, "; also "))}
+}
+
+// localOnly decides SSHSIG and opaque signatures: only on the user's own
+// machine.
+func (d *decider) localOnly() Decision {
+	act := d.action("")
+	if len(d.hops) > 0 || d.r.BindFailed {
+		var why string
+		if d.r.BindFailed {
+			why = "a session-bind on this connection failed verification, so it is not treated as local"
+		} else {
+			why = "this request came through an ssh connection (" + d.pathText(false) + ")"
+		}
+		return deny("local only (built-in)", fmt.Sprintf(
+			"Refused: key %s may %s only on your own machine: %s. Run the signing command on your own machine instead.",
+			d.key, act, why))
+	}
+	if d.r.Purpose == PurposeSSHSIG && d.ru.namespaces != nil {
+		i := slices.Index(d.ru.namespaces, d.r.Namespace)
+		if i < 0 {
+			return deny(d.ru.nsSrc+" namespaces", fmt.Sprintf(
+				"Refused: key %s may not %s: namespaces in %s are %s. Add %q to namespaces in %s to allow it.",
+				d.key, act, sectionText(d.ru.nsSrc), nsList(d.ru.namespaces), d.r.Namespace, d.fileText()))
+		}
+		return d.finish(0, fmt.Sprintf("%s namespaces[%d]", d.ru.nsSrc, i), fmt.Sprintf("key %s may %s on your own machine: namespace %q is listed in %s", d.key, act, d.r.Namespace, sectionText(d.ru.nsSrc)), nil)
+	}
+	what := "any namespace"
+	if d.r.Purpose == PurposeOpaque {
+		what = "other signatures"
+	}
+	return d.finish(0, d.ru.section, fmt.Sprintf("key %s may %s on your own machine (%s allows %s)", d.key, act, sectionText(d.ru.section), what), nil)
+}
+
+func nsList(ns []string) string {
+	if len(ns) == 0 {
+		return "empty (no namespace)"
+	}
+	return quoteList(ns)
+}
+
+// matchAt reports whether pattern pat matches the path at hop i: its last
+// part hop i, the part before it hop i-1, and so on.
+func matchAt(hops []hop, i int, pat destPattern, forDeny bool) bool {
+	n := len(pat.parts)
+	start := i - (n - 1)
+	if start < 0 {
+		return false
+	}
+	for k, part := range pat.parts {
+		if !hops[start+k].matchPart(part, forDeny) {
+			return false
+		}
+	}
+	return true
+}
+
+// matchPart matches one host element against a hop. For deny, a wildcard
+// known_hosts name matches when it could be the denied host; for allow,
+// only when the entry covers it entirely.
+func (h *hop) matchPart(hp hostPart, forDeny bool) bool {
+	switch hp.kind {
+	case partFingerprint:
+		return slices.Contains(h.fps, hp.s)
+	case partLiteral:
+		if slices.Contains(h.names, hp.s) {
+			return true
+		}
+		if forDeny {
+			for _, w := range h.wild {
+				if globMatch(w.pat, hp.s) && !negatedBy(w.negs, hp.s) {
+					return true
+				}
+			}
+		}
+	case partGlob:
+		for _, n := range h.names {
+			if globMatch(hp.s, n) {
+				return true
+			}
+		}
+		for _, w := range h.wild {
+			if forDeny && globOverlap(hp.s, w.pat) || !forDeny && globSubsumes(hp.s, w.pat) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func negatedBy(negs []string, s string) bool {
+	for _, n := range negs {
+		if globMatch(n, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// Visible reports whether a key should be listed on a connection with
+// these hops. On a connection where no hop is forwarding it is always true.
+// Otherwise no hop may be revoked or denied, the forward depth must be
+// within the limit, and every hop must be allowed; then, if the last hop
+// is forwarding (the list comes from a shell on that host), some allow
+// entry must be able to take a next step from it; if the last hop is a
+// destination (ssh on that host bound its login first, as OpenSSH 8.9+
+// does), it must not be an unnamed host that unknown_destination = "deny"
+// refuses. Certificate validity periods are not checked here.
+func (p *Policy) Visible(k Key, s Settings, hops []Hop) bool {
+	if !slices.ContainsFunc(hops, func(h Hop) bool { return h.Forwarded }) {
+		return true
+	}
+	st, err := compileSettings(s)
+	if err != nil {
+		return false
+	}
+	d := &decider{p: p, r: &Request{Key: k, Settings: s}, ru: p.ruleFor(k), st: st}
+	for _, h := range hops {
+		d.hops = append(d.hops, p.index.resolve(h, certTime{}))
+	}
+	last := len(d.hops) - 1
+	for i, h := range d.hops {
+		if h.revoked != "" || (i < last && !h.fwd) {
+			return false
+		}
+	}
+	for _, l := range d.denyLists() {
+		for i := range d.hops {
+			for _, pat := range l.entries {
+				if matchAt(d.hops, i, pat, true) {
+					return false
+				}
+			}
+		}
+	}
+	if limit, _ := d.depthLimit(); d.depth() > limit {
+		return false
+	}
+	allows := d.allowLists()
+	for _, l := range allows {
+		for i := range d.hops {
+			if !slices.ContainsFunc(l.entries, func(pat destPattern) bool { return matchAt(d.hops, i, pat, false) }) {
+				return false
+			}
+		}
+		if !d.hops[last].fwd {
+			continue
+		}
+		// A next hop is possible if some entry's leading parts match the
+		// path's tail (a one-part entry matches any next host).
+		next := slices.ContainsFunc(l.entries, func(pat destPattern) bool {
+			prefix := destPattern{raw: pat.raw, parts: pat.parts[:len(pat.parts)-1]}
+			return len(prefix.parts) == 0 || matchAt(d.hops, last, prefix, false)
+		})
+		if !next {
+			return false
+		}
+	}
+	if !d.hops[last].fwd && !d.hops[last].named() && len(allows) == 0 && p.unknownDest == Deny {
+		return false
+	}
+	return true
+}

@@ -1,0 +1,385 @@
+package policy
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+func decidePolicy(w *world, unknownDest string) string {
+	return fmt.Sprintf(`
+known_hosts = ["/kh"]
+unknown_destination = %q
+
+[defaults]
+confirm = "never"
+max_forward_depth = 1
+remember = "5m"
+namespaces = ["git", "file"]
+deny = ["*.prod.internal"]
+
+[[key]]
+match = "jumponly"
+allow = ["jump.example"]
+max_forward_depth = 0
+
+[[key]]
+match = "chain"
+allow = ["jump.example", "jump.example>db.internal"]
+
+[[key]]
+match = "deep"
+max_forward_depth = 2
+
+[[key]]
+match = "hashed"
+allow = ["hashed.example"]
+
+[[key]]
+match = "port"
+allow = ["[git.example]:2222"]
+
+[[key]]
+match = "fp"
+allow = ["jump.example", "jump.example>%s"]
+
+[[key]]
+match = "cert"
+allow = ["*.certified", "jump.example"]
+
+[[key]]
+match = "lab"
+allow = ["*.lab", "x*.lab"]
+
+[[key]]
+match = "labdeny"
+deny = ["secret.lab", "db.lab"]
+
+[[key]]
+match = "denywins"
+allow = ["*.internal", "jump.example"]
+deny = ["db.internal"]
+
+[[key]]
+match = "always"
+confirm = "always"
+remember = "1m"
+
+[[key]]
+match = "fwdconfirm"
+confirm = "forwarded"
+
+[[key]]
+match = %q
+allow = ["other.example"]
+
+[[key]]
+match = "work-*"
+allow = ["jump.example"]
+
+[[key]]
+match = "nons"
+namespaces = []
+`, unknownDest, w.stranger.fp(), w.userKey.fp())
+}
+
+func TestDecide(t *testing.T) {
+	w := newWorld(t)
+	fsys := files{"/kh": w.knownHosts}
+	pol := map[string]*Policy{}
+	for _, ud := range []string{"allow", "confirm", "deny"} {
+		pol[ud] = mustParse(t, decidePolicy(w, ud), fsys)
+	}
+	now := time.Unix(1_700_000_000, 0)
+	fwd := func(k ssh.PublicKey) Hop { return Hop{HostKey: k, Forwarded: true} }
+	dst := func(k ssh.PublicKey) Hop { return Hop{HostKey: k} }
+	key := func(c string) Key { return Key{Comment: c, Fingerprint: "SHA256:" + strings.Repeat("A", 43)} }
+	depth0 := 0
+	depth2 := 2
+
+	type row struct {
+		name     string
+		ud       string // unknown_destination; "" = confirm
+		req      Request
+		verdict  Verdict
+		rule     string
+		reason   string // exact, "" = not checked
+		remember time.Duration
+	}
+	rows := []row{
+		// Depth limits.
+		{name: "depth 0: direct login allowed", req: Request{Key: key("jumponly"), Hops: []Hop{dst(w.jump.pub)}, User: "me"},
+			verdict: Allow, rule: `key "jumponly" allow[0]`,
+			reason: `Allowed: key "jumponly" (SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA) may log in as me to jump.example (here → jump.example): allow entry "jump.example" in [[key]] match "jumponly".`},
+		{name: "depth 0: through a forwarded agent refused", req: Request{Key: key("jumponly"), Hops: []Hop{fwd(w.jump.pub), dst(w.jump.pub)}, User: "me"},
+			verdict: Deny, rule: `key "jumponly" max_forward_depth`,
+			reason: `Refused: key "jumponly" (SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA) may not log in as me to jump.example (here → jump.example (forwarded) → jump.example) through a forwarded agent at all: max_forward_depth = 0 in [[key]] match "jumponly". If you trust every host on this path, raise max_forward_depth there in /etc/policy.toml.`},
+		{name: "depth 1 default: one forwarded hop allowed", req: Request{Key: key("nobody"), Hops: []Hop{fwd(w.jump.pub), dst(w.db.pub)}},
+			verdict: Allow, rule: `defaults`,
+			reason: `Allowed: key "nobody" (SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA) may log in to db.internal (here → jump.example (forwarded) → db.internal): [defaults] has no allow list and the path is within max_forward_depth = 1.`},
+		{name: "depth 1 default: two forwarded hops refused", req: Request{Key: key("nobody"), Hops: []Hop{fwd(w.jump.pub), fwd(w.db.pub), dst(w.other.pub)}},
+			verdict: Deny, rule: `defaults max_forward_depth`,
+			reason: `Refused: key "nobody" (SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA) may not log in to other.example (here → jump.example (forwarded) → db.internal (forwarded) → other.example) through 2 forwarded agents (at most 1 allowed): max_forward_depth = 1 in [defaults]. If you trust every host on this path, raise max_forward_depth there in /etc/policy.toml.`},
+		{name: "depth 2: two forwarded hops allowed", req: Request{Key: key("deep"), Hops: []Hop{fwd(w.jump.pub), fwd(w.db.pub), dst(w.other.pub)}},
+			verdict: Allow, rule: `key "deep"`},
+		{name: "depth 2: three forwarded hops refused", req: Request{Key: key("deep"), Hops: []Hop{fwd(w.jump.pub), fwd(w.db.pub), fwd(w.other.pub), dst(w.git.pub)}},
+			verdict: Deny, rule: `key "deep" max_forward_depth`},
+		{name: "stored max depth stricter than policy", req: Request{Key: key("deep"), Settings: Settings{MaxForwardDepth: &depth0}, Hops: []Hop{fwd(w.jump.pub), dst(w.db.pub)}},
+			verdict: Deny, rule: `stored settings max_forward_depth`,
+			reason: `Refused: key "deep" (SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA) may not log in to db.internal (here → jump.example (forwarded) → db.internal) through a forwarded agent at all: max_forward_depth = 0 in the settings stored with the key (safe-agent add). If you trust every host on this path, raise max_forward_depth there (remove the key and add it again with new settings).`},
+		{name: "stored max depth looser than policy: policy wins", req: Request{Key: key("jumponly"), Settings: Settings{MaxForwardDepth: &depth2}, Hops: []Hop{fwd(w.jump.pub), dst(w.jump.pub)}},
+			verdict: Deny, rule: `key "jumponly" max_forward_depth`},
+
+		// a>b chains.
+		{name: "chain: jump then db allowed", req: Request{Key: key("chain"), Hops: []Hop{fwd(w.jump.pub), dst(w.db.pub)}, User: "deploy"},
+			verdict: Allow, rule: `key "chain" allow[1]`,
+			reason: `Allowed: key "chain" (SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA) may log in as deploy to db.internal (here → jump.example (forwarded) → db.internal): allow entry "jump.example>db.internal" in [[key]] match "chain".`},
+		{name: "chain: db directly refused", req: Request{Key: key("chain"), Hops: []Hop{dst(w.db.pub)}, User: "deploy"},
+			verdict: Deny, rule: `key "chain" allow`,
+			reason: `Refused: key "chain" (SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA) may not log in as deploy to db.internal (here → db.internal): the destination, db.internal, is not allowed by [[key]] match "chain" (allow = ["jump.example", "jump.example>db.internal"]). To permit it, add "db.internal" to that allow list in /etc/policy.toml.`},
+		{name: "chain: jump then other refused", req: Request{Key: key("chain"), Hops: []Hop{fwd(w.jump.pub), dst(w.other.pub)}},
+			verdict: Deny, rule: `key "chain" allow`,
+			reason: `Refused: key "chain" (SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA) may not log in to other.example (here → jump.example (forwarded) → other.example): the destination, other.example, is not allowed by [[key]] match "chain" (allow = ["jump.example", "jump.example>db.internal"]). To permit it, add "jump.example>other.example" to that allow list in /etc/policy.toml.`},
+		{name: "chain: through db (not allowed as a hop on the way) refused", req: Request{Key: key("deep"), Settings: Settings{Allow: []string{"jump.example", "jump.example>db.internal"}}, Hops: []Hop{fwd(w.jump.pub), fwd(w.db.pub), dst(w.other.pub)}},
+			verdict: Deny, rule: `stored settings allow`,
+			reason: `Refused: key "deep" (SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA) may not log in to other.example (here → jump.example (forwarded) → db.internal (forwarded) → other.example): the destination, other.example, is not allowed by the settings stored with the key (safe-agent add) (allow = ["jump.example", "jump.example>db.internal"]). To permit it, add "db.internal>other.example" to that allow list (remove the key and add it again with --allow).`},
+		{name: "chain: the first hop must be allowed too", req: Request{Key: key("chain"), Hops: []Hop{fwd(w.other.pub), dst(w.jump.pub)}},
+			verdict: Deny, rule: `key "chain" allow`,
+			reason: `Refused: key "chain" (SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA) may not log in to jump.example (here → other.example (forwarded) → jump.example): a host on the way, other.example, is not allowed by [[key]] match "chain" (allow = ["jump.example", "jump.example>db.internal"]). To permit it, add "other.example" to that allow list in /etc/policy.toml.`},
+
+		// Deny over allow, globs, wildcard names.
+		{name: "deny wins over allow", req: Request{Key: key("denywins"), Hops: []Hop{fwd(w.jump.pub), dst(w.db.pub)}},
+			verdict: Deny, rule: `key "denywins" deny[0]`,
+			reason: `Refused: key "denywins" (SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA) may not log in to db.internal (here → jump.example (forwarded) → db.internal): db.internal matches deny entry "db.internal" in [[key]] match "denywins". To reach this host, remove that entry in /etc/policy.toml.`},
+		{name: "deny from defaults applies to keys without their own deny", req: Request{Key: key("nobody"), Hops: []Hop{dst(w.prod.pub)}},
+			verdict: Deny, rule: `defaults deny[0]`},
+		{name: "stored deny applies with policy allow", req: Request{Key: key("chain"), Settings: Settings{Deny: []string{"jump.example"}}, Hops: []Hop{fwd(w.jump.pub), dst(w.db.pub)}},
+			verdict: Deny, rule: `stored settings deny[0]`},
+		{name: "stored allow must also allow", req: Request{Key: key("chain"), Settings: Settings{Allow: []string{"jump.example"}}, Hops: []Hop{fwd(w.jump.pub), dst(w.db.pub)}},
+			verdict: Deny, rule: `stored settings allow`},
+		{name: "bad stored pattern refuses", req: Request{Key: key("nobody"), Settings: Settings{Allow: []string{"a>>b"}}, Hops: []Hop{dst(w.db.pub)}},
+			verdict: Deny, rule: `stored settings`},
+		{name: "wildcard known_hosts line: covering glob allows", req: Request{Key: key("lab"), Hops: []Hop{dst(w.lab.pub)}},
+			verdict: Allow, rule: `key "lab" allow[0]`},
+		{name: "wildcard known_hosts line: narrower glob does not allow", req: Request{Key: key("nobody"), Settings: Settings{Allow: []string{"x*.lab"}}, Hops: []Hop{dst(w.lab.pub)}},
+			verdict: Deny, rule: `stored settings allow`},
+		{name: "wildcard known_hosts line: a deny it could match refuses", req: Request{Key: key("labdeny"), Hops: []Hop{dst(w.lab.pub)}},
+			verdict: Deny, rule: `key "labdeny" deny[1]`},
+
+		// known_hosts forms.
+		{name: "hashed known_hosts entry matched by the policy's name", req: Request{Key: key("hashed"), Hops: []Hop{dst(w.hashed.pub)}},
+			verdict: Allow, rule: `key "hashed" allow[0]`},
+		{name: "[host]:port entry", req: Request{Key: key("port"), Hops: []Hop{dst(w.git.pub)}},
+			verdict: Allow, rule: `key "port" allow[0]`},
+		{name: "[host]:port entry: plain name refused", req: Request{Key: key("port"), Hops: []Hop{dst(w.jump.pub)}},
+			verdict: Deny, rule: `key "port" allow`},
+		{name: "comma list: second name", req: Request{Key: key("nobody"), Settings: Settings{Allow: []string{"10.0.0.5"}}, Hops: []Hop{dst(w.db.pub)}},
+			verdict: Allow, rule: `stored settings allow[0]`},
+		{name: "fingerprint entry matches an unnamed host", req: Request{Key: key("fp"), Hops: []Hop{fwd(w.jump.pub), dst(w.stranger.pub)}, User: "u"},
+			verdict: Allow, rule: `key "fp" allow[1]`},
+		{name: "revoked host refused", req: Request{Key: key("nobody"), Hops: []Hop{dst(w.revoked.pub)}},
+			verdict: Deny, rule: `known_hosts @revoked`,
+			reason: fmt.Sprintf(`Refused: key "nobody" (SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA) may not log in to an unnamed host (%s) (here → an unnamed host (%s)): the host key %s is marked @revoked in /kh:9. If the host has a new key, replace its line in known_hosts.`, w.revoked.fp(), w.revoked.fp(), w.revoked.fp())},
+
+		// Host certificates.
+		{name: "CA-certified host: principal named by the CA line", req: Request{Key: key("cert"), Hops: []Hop{dst(w.dbCert)}, Now: now},
+			verdict: Allow, rule: `key "cert" allow[0]`},
+		{name: "CA-certified host through jump", req: Request{Key: key("cert"), Hops: []Hop{fwd(w.jump.pub), dst(w.dbCert)}, Now: now},
+			verdict: Allow, rule: `key "cert" allow[0]`},
+		{name: "CA line negation excludes a principal", req: Request{Key: key("cert"), Hops: []Hop{dst(w.evilCert)}, Now: now},
+			verdict: Deny, rule: `key "cert" allow`},
+		{name: "expired host certificate gets no names", req: Request{Key: key("cert"), Hops: []Hop{dst(w.expiredCert)}, Now: now},
+			verdict: Deny, rule: `key "cert" allow`},
+		{name: "user certificate is not a host certificate", req: Request{Key: key("cert"), Hops: []Hop{dst(w.userCert)}, Now: now},
+			verdict: Deny, rule: `key "cert" allow`},
+		{name: "forged CA signature gets no names", req: Request{Key: key("cert"), Hops: []Hop{dst(w.badCASig)}, Now: now},
+			verdict: Deny, rule: `key "cert" allow`},
+		{name: "certificate without a time is not trusted", req: Request{Key: key("cert"), Hops: []Hop{dst(w.dbCert)}},
+			verdict: Deny, rule: `key "cert" allow`},
+
+		// Unknown destinations.
+		{name: "unknown destination forwarded: confirm", req: Request{Key: key("nobody"), Hops: []Hop{fwd(w.jump.pub), dst(w.stranger.pub)}, User: "root"},
+			verdict: Confirm, rule: `unknown_destination`, remember: 5 * time.Minute,
+			reason: fmt.Sprintf(`Ask first: key "nobody" (SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA) would log in as root to an unnamed host (%s) (here → jump.example (forwarded) → an unnamed host (%s)): known_hosts has no name for it, and unknown_destination = "confirm".`, w.stranger.fp(), w.stranger.fp())},
+		{name: "unknown destination forwarded: deny", ud: "deny", req: Request{Key: key("nobody"), Hops: []Hop{fwd(w.jump.pub), dst(w.stranger.pub)}},
+			verdict: Deny, rule: `unknown_destination`,
+			reason: fmt.Sprintf(`Refused: key "nobody" (SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA) may not log in to an unnamed host (%s) through a forwarded agent (here → jump.example (forwarded) → an unnamed host (%s)): known_hosts has no name for it, and unknown_destination = "deny". Add the host to known_hosts, add its fingerprint to allow, or set unknown_destination = "confirm" in /etc/policy.toml.`, w.stranger.fp(), w.stranger.fp())},
+		{name: "unknown destination forwarded: allow", ud: "allow", req: Request{Key: key("nobody"), Hops: []Hop{fwd(w.jump.pub), dst(w.stranger.pub)}},
+			verdict: Allow, rule: `unknown_destination`},
+		{name: "unknown destination not forwarded: not asked", ud: "deny", req: Request{Key: key("nobody"), Hops: []Hop{dst(w.stranger.pub)}},
+			verdict: Allow, rule: `defaults`},
+		{name: "unnamed destination with an allow list refused", req: Request{Key: key("chain"), Hops: []Hop{fwd(w.jump.pub), dst(w.stranger.pub)}},
+			verdict: Deny, rule: `key "chain" allow`,
+			reason: fmt.Sprintf(`Refused: key "chain" (SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA) may not log in to an unnamed host (%s) (here → jump.example (forwarded) → an unnamed host (%s)): the destination, an unnamed host (%s), is not allowed by [[key]] match "chain" (allow = ["jump.example", "jump.example>db.internal"]). known_hosts has no name for it, so only a fingerprint entry can match it. To permit it, add "jump.example>%s" to that allow list in /etc/policy.toml.`, w.stranger.fp(), w.stranger.fp(), w.stranger.fp(), w.stranger.fp())},
+		{name: "login from a forwarded hop without a bind for its destination", req: Request{Key: key("nobody"), Hops: []Hop{fwd(w.jump.pub)}},
+			verdict: Confirm, rule: `unknown_destination`, remember: 5 * time.Minute},
+		{name: "restricted key, destination not bound on the far side", req: Request{Key: key("chain"), Hops: []Hop{fwd(w.jump.pub)}},
+			verdict: Deny, rule: `key "chain" allow`,
+			reason: `Refused: key "chain" (SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA) may not log in to an unknown host (here → jump.example (forwarded) → ?): the client on jump.example did not say which host it logs in to (no session-bind for the destination), and [[key]] match "chain" restricts the key with allow. The client there needs OpenSSH 8.9+.`},
+		{name: "inconsistent binds (login bind followed by more) refused", req: Request{Key: key("nobody"), Hops: []Hop{dst(w.jump.pub), dst(w.db.pub)}},
+			verdict: Deny, rule: `session-bind`},
+
+		// No bind, failed binds.
+		{name: "no bind, unrestricted key: local login allowed", req: Request{Key: key("nobody"), User: "me"},
+			verdict: Allow, rule: `defaults`},
+		{name: "no bind, key with an allow list refused", req: Request{Key: key("chain"), User: "me"},
+			verdict: Deny, rule: `key "chain" allow`,
+			reason: `Refused: key "chain" (SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA) may not log in as me to an unknown host: the client did not say which host this login is for (no session-bind), and [[key]] match "chain" limits the key to allow = ["jump.example", "jump.example>db.internal"]. OpenSSH 8.9+ is needed for destination rules: use a newer ssh client, or remove allow from [[key]] match "chain" in /etc/policy.toml.`},
+		{name: "no bind, stored allow list refused", req: Request{Key: key("nobody"), Settings: Settings{Allow: []string{"jump.example"}}},
+			verdict: Deny, rule: `stored settings allow`},
+		{name: "failed bind, restricted key refused", req: Request{Key: key("chain"), BindFailed: true, Hops: []Hop{fwd(w.jump.pub)}},
+			verdict: Deny, rule: `key "chain" allow`,
+			reason: `Refused: key "chain" (SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA) may not log in to an unknown host: a session-bind on this connection failed verification, so nothing says where this signature would be used, and [[key]] match "chain" restricts the key with allow. Check the hosts on this path (here → jump.example (forwarded) → ?) for tampering.`},
+		{name: "failed bind, unrestricted key: unknown destination, forwarded", req: Request{Key: key("nobody"), BindFailed: true},
+			verdict: Confirm, rule: `unknown_destination`, remember: 5 * time.Minute,
+			reason: `Ask first: key "nobody" (SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA) would log in to an unknown host (here → ?): a session-bind on this connection failed verification, and unknown_destination = "confirm".`},
+		{name: "failed bind, depth 0 key refused", req: Request{Key: key("nobody"), Settings: Settings{MaxForwardDepth: &depth0}, BindFailed: true},
+			verdict: Deny, rule: `stored settings max_forward_depth`},
+		{name: "failed bind, unknown_destination deny", ud: "deny", req: Request{Key: key("nobody"), BindFailed: true},
+			verdict: Deny, rule: `unknown_destination`},
+
+		// SSHSIG and opaque.
+		{name: "SSHSIG local, listed namespace", req: Request{Key: key("chain"), Purpose: PurposeSSHSIG, Namespace: "git"},
+			verdict: Allow, rule: `defaults namespaces[0]`,
+			reason: `Allowed: key "chain" (SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA) may make an SSHSIG signature (ssh-keygen -Y sign, namespace "git") on your own machine: namespace "git" is listed in [defaults].`},
+		{name: "SSHSIG local, namespace not listed", req: Request{Key: key("chain"), Purpose: PurposeSSHSIG, Namespace: "email"},
+			verdict: Deny, rule: `defaults namespaces`,
+			reason: `Refused: key "chain" (SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA) may not make an SSHSIG signature (ssh-keygen -Y sign, namespace "email"): namespaces in [defaults] are "git", "file". Add "email" to namespaces in /etc/policy.toml to allow it.`},
+		{name: "SSHSIG local, empty namespaces list", req: Request{Key: key("nons"), Purpose: PurposeSSHSIG, Namespace: "git"},
+			verdict: Deny, rule: `key "nons" namespaces`},
+		{name: "SSHSIG through a forwarded agent refused", req: Request{Key: key("nobody"), Purpose: PurposeSSHSIG, Namespace: "git", Hops: []Hop{fwd(w.jump.pub)}},
+			verdict: Deny, rule: `local only (built-in)`,
+			reason: `Refused: key "nobody" (SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA) may make an SSHSIG signature (ssh-keygen -Y sign, namespace "git") only on your own machine: this request came through an ssh connection (here → jump.example (forwarded)). Run the signing command on your own machine instead.`},
+		{name: "SSHSIG on a failed-bind connection refused", req: Request{Key: key("nobody"), Purpose: PurposeSSHSIG, Namespace: "git", BindFailed: true},
+			verdict: Deny, rule: `local only (built-in)`},
+		{name: "opaque local allowed", req: Request{Key: key("nobody"), Purpose: PurposeOpaque},
+			verdict: Allow, rule: `defaults`},
+		{name: "opaque on a bound connection refused", req: Request{Key: key("nobody"), Purpose: PurposeOpaque, Hops: []Hop{dst(w.jump.pub)}},
+			verdict: Deny, rule: `local only (built-in)`},
+
+		// Confirm.
+		{name: "confirm always: local login asks, remember from the key", req: Request{Key: key("always"), Hops: []Hop{dst(w.jump.pub)}, User: "me"},
+			verdict: Confirm, rule: `key "always" confirm`, remember: time.Minute,
+			reason: `Ask first: key "always" (SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA) would log in as me to jump.example (here → jump.example): confirm = "always" in [[key]] match "always".`},
+		{name: "confirm always: SSHSIG asks", req: Request{Key: key("always"), Purpose: PurposeSSHSIG, Namespace: "git"},
+			verdict: Confirm, rule: `key "always" confirm`, remember: time.Minute},
+		{name: "confirm forwarded: direct login not asked", req: Request{Key: key("fwdconfirm"), Hops: []Hop{dst(w.jump.pub)}},
+			verdict: Allow, rule: `key "fwdconfirm"`},
+		{name: "confirm forwarded: forwarded login asks", req: Request{Key: key("fwdconfirm"), Hops: []Hop{fwd(w.jump.pub), dst(w.db.pub)}},
+			verdict: Confirm, rule: `key "fwdconfirm" confirm`, remember: 5 * time.Minute,
+			reason: `Ask first: key "fwdconfirm" (SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA) would log in to db.internal (here → jump.example (forwarded) → db.internal): confirm = "forwarded" in [[key]] match "fwdconfirm" asks for every use through a forwarded agent.`},
+		{name: "stored confirm (ssh-add -c) asks, never remembered", req: Request{Key: key("nobody"), Settings: Settings{Confirm: true}, Hops: []Hop{dst(w.jump.pub)}},
+			verdict: Confirm, rule: `stored settings confirm`, remember: 0,
+			reason: `Ask first: key "nobody" (SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA) would log in to jump.example (here → jump.example): the key was added with ssh-add -c or safe-agent add --confirm.`},
+		{name: "confirm never upgrades a deny", req: Request{Key: key("always"), Hops: []Hop{fwd(w.jump.pub), fwd(w.db.pub), dst(w.other.pub)}},
+			verdict: Deny, rule: `defaults max_forward_depth`},
+		{name: "unknown destination and confirm forwarded: both reasons", req: Request{Key: key("fwdconfirm"), Hops: []Hop{fwd(w.jump.pub), dst(w.stranger.pub)}},
+			verdict: Confirm, rule: `unknown_destination`, remember: 5 * time.Minute,
+			reason: fmt.Sprintf(`Ask first: key "fwdconfirm" (SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA) would log in to an unnamed host (%s) (here → jump.example (forwarded) → an unnamed host (%s)): known_hosts has no name for it, and unknown_destination = "confirm"; also confirm = "forwarded" in [[key]] match "fwdconfirm" asks for every use through a forwarded agent.`, w.stranger.fp(), w.stranger.fp())},
+
+		// Key selection.
+		{name: "key by fingerprint", req: Request{Key: Key{Fingerprint: w.userKey.fp(), Comment: "work-laptop"}, Hops: []Hop{dst(w.jump.pub)}},
+			verdict: Deny, rule: fmt.Sprintf(`key %q allow`, w.userKey.fp())},
+		{name: "key by comment glob", req: Request{Key: key("work-laptop"), Hops: []Hop{dst(w.jump.pub)}},
+			verdict: Allow, rule: `key "work-*" allow[0]`},
+		{name: "unmatched key takes defaults", req: Request{Key: key("home"), Hops: []Hop{dst(w.other.pub)}},
+			verdict: Allow, rule: `defaults`},
+	}
+	for _, tc := range rows {
+		t.Run(tc.name, func(t *testing.T) {
+			ud := tc.ud
+			if ud == "" {
+				ud = "confirm"
+			}
+			got := pol[ud].Decide(tc.req)
+			if got.Verdict != tc.verdict || got.Rule != tc.rule {
+				t.Errorf("got %v by %q, want %v by %q\nreason: %s", got.Verdict, got.Rule, tc.verdict, tc.rule, got.Reason)
+			}
+			if tc.reason != "" && got.Reason != tc.reason {
+				t.Errorf("reason:\n got %s\nwant %s", got.Reason, tc.reason)
+			}
+			if got.Reason == "" {
+				t.Errorf("empty reason")
+			}
+			if got.Remember != tc.remember {
+				t.Errorf("remember = %v, want %v", got.Remember, tc.remember)
+			}
+		})
+	}
+}
+
+// The built-in defaults: confirm forwarded, depth 1.
+func TestDecideBuiltinDefaults(t *testing.T) {
+	w := newWorld(t)
+	p := Default()
+	k := Key{Comment: "k"}
+	tests := []struct {
+		name    string
+		hops    []Hop
+		verdict Verdict
+		rule    string
+	}{
+		{"direct login allowed", []Hop{{HostKey: w.jump.pub}}, Allow, "defaults"},
+		{"one forwarded hop asks", []Hop{{HostKey: w.jump.pub, Forwarded: true}, {HostKey: w.db.pub}}, Confirm, "unknown_destination"},
+		{"two forwarded hops refused", []Hop{{HostKey: w.jump.pub, Forwarded: true}, {HostKey: w.db.pub, Forwarded: true}, {HostKey: w.other.pub}}, Deny, "defaults max_forward_depth"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := p.Decide(Request{Key: k, Hops: tc.hops})
+			if got.Verdict != tc.verdict || got.Rule != tc.rule {
+				t.Errorf("got %v by %q, want %v by %q (%s)", got.Verdict, got.Rule, tc.verdict, tc.rule, got.Reason)
+			}
+		})
+	}
+	if got := p.Decide(Request{Key: k, Hops: []Hop{{HostKey: w.jump.pub, Forwarded: true}, {HostKey: w.db.pub}}}); !strings.Contains(got.Reason, `confirm = "forwarded" in [defaults]`) {
+		t.Errorf("built-in forwarded confirm not in reason: %s", got.Reason)
+	}
+	if got := p.Decide(Request{Key: k, Hops: []Hop{{HostKey: w.jump.pub, Forwarded: true}, {HostKey: w.db.pub}}}); got.Remember != 0 {
+		t.Errorf("built-in remember = %v, want 0", got.Remember)
+	}
+}
+
+func TestVisible(t *testing.T) {
+	w := newWorld(t)
+	p := mustParse(t, decidePolicy(w, "confirm"), files{"/kh": w.knownHosts})
+	fwd := func(k ssh.PublicKey) Hop { return Hop{HostKey: k, Forwarded: true} }
+	tests := []struct {
+		name string
+		key  string
+		s    Settings
+		hops []Hop
+		want bool
+	}{
+		{"local connection shows everything", "jumponly", Settings{}, nil, true},
+		{"a bound, unforwarded connection shows everything", "jumponly", Settings{}, []Hop{{HostKey: w.other.pub}}, true},
+		{"depth 0 key hidden on a forwarded connection", "jumponly", Settings{}, []Hop{fwd(w.jump.pub)}, false},
+		{"chain key shown on jump: jump>db.internal starts there", "chain", Settings{}, []Hop{fwd(w.jump.pub)}, true},
+		{"chain key hidden on other: not allowed there", "chain", Settings{}, []Hop{fwd(w.other.pub)}, false},
+		{"one-part entry: any host could be next", "work-1", Settings{}, []Hop{fwd(w.jump.pub)}, true},
+		{"unrestricted key shown at depth 1", "nobody", Settings{}, []Hop{fwd(w.jump.pub)}, true},
+		{"unrestricted key hidden at depth 2", "nobody", Settings{}, []Hop{fwd(w.jump.pub), fwd(w.db.pub)}, false},
+		{"denied hop hides", "denywins", Settings{}, []Hop{fwd(w.db.pub)}, false},
+		{"revoked hop hides", "nobody", Settings{}, []Hop{fwd(w.revoked.pub)}, false},
+		{"stored allow without a continuation hides", "nobody", Settings{Allow: []string{"other.example>db.internal"}}, []Hop{fwd(w.jump.pub)}, false},
+		{"stored allow with a continuation shows", "nobody", Settings{Allow: []string{"jump.example", "jump.example>db.internal"}}, []Hop{fwd(w.jump.pub)}, true},
+		{"bound destination allowed after jump shows", "chain", Settings{}, []Hop{fwd(w.jump.pub), {HostKey: w.db.pub}}, true},
+		{"bound destination not allowed after jump hides", "chain", Settings{}, []Hop{fwd(w.jump.pub), {HostKey: w.other.pub}}, false},
+		{"bound destination too deep hides", "jumponly", Settings{}, []Hop{fwd(w.jump.pub), {HostKey: w.jump.pub}}, false},
+		{"unnamed bound destination shows when unknown_destination asks", "nobody", Settings{}, []Hop{fwd(w.jump.pub), {HostKey: w.stranger.pub}}, true},
+		{"inconsistent binds hide", "nobody", Settings{}, []Hop{{HostKey: w.other.pub}, fwd(w.jump.pub)}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := p.Visible(Key{Comment: tc.key}, tc.s, tc.hops); got != tc.want {
+				t.Errorf("Visible = %v, want %v", got, tc.want)
+			}
+		})
+	}
+	strict := mustParse(t, decidePolicy(w, "deny"), files{"/kh": w.knownHosts})
+	if strict.Visible(Key{Comment: "nobody"}, Settings{}, []Hop{fwd(w.jump.pub), {HostKey: w.stranger.pub}}) {
+		t.Errorf("unnamed bound destination shown although unknown_destination = \"deny\"")
+	}
+}

@@ -1,0 +1,531 @@
+package policy
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// FileError is one problem in a policy file, at a line and byte column.
+type FileError struct {
+	File      string
+	Line, Col int
+	Msg       string
+}
+
+func (e *FileError) Error() string {
+	return fmt.Sprintf("%s:%d:%d: %s", e.File, e.Line, e.Col, e.Msg)
+}
+
+// FileErrors are all problems found in a policy file, in file order. Its
+// Error prints one FILE:LINE:COL: message per line.
+type FileErrors []*FileError
+
+func (es FileErrors) Error() string {
+	s := make([]string, len(es))
+	for i, e := range es {
+		s[i] = e.Error()
+	}
+	return strings.Join(s, "\n")
+}
+
+// maxErrors bounds how many problems one Parse reports.
+const maxErrors = 20
+
+var (
+	topFields  = []string{"known_hosts", "unknown_destination", "prompt", "confirm_timeout", "notify", "defaults", "key"}
+	ruleFields = []string{"allow", "deny", "max_forward_depth", "confirm", "remember", "namespaces"}
+	keyFields  = append([]string{"match"}, ruleFields...)
+)
+
+// checker walks the decoded TOML and collects errors with positions.
+type checker struct {
+	file string
+	loc  *locator
+	errs []*FileError
+}
+
+func (c *checker) errAt(pos position, format string, args ...any) {
+	c.errs = append(c.errs, &FileError{File: c.file, Line: pos.line, Col: pos.col, Msg: fmt.Sprintf(format, args...)})
+}
+
+// bad reports a problem with the value at path.
+func (c *checker) bad(path string, format string, args ...any) {
+	c.errAt(c.loc.value(path), format, args...)
+}
+
+// Parse builds a policy from the TOML text data; name is used in error
+// messages (normally the file's path). readFile reads the known_hosts files
+// the policy names; nil reads none. Relative known_hosts paths are relative
+// to name's directory; "~/" is the user's home.
+func Parse(name string, data []byte, readFile func(string) ([]byte, error)) (*Policy, error) {
+	src := string(data)
+	var raw map[string]any
+	if _, err := toml.Decode(src, &raw); err != nil {
+		return nil, FileErrors{tomlError(name, src, err)}
+	}
+	c := &checker{file: name, loc: newLocator(src)}
+	p := c.policy(raw)
+	if len(c.errs) > 0 {
+		slices.SortStableFunc(c.errs, func(a, b *FileError) int {
+			return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Col, b.Col))
+		})
+		if len(c.errs) > maxErrors {
+			c.errs = c.errs[:maxErrors]
+		}
+		return nil, FileErrors(c.errs)
+	}
+	p.name = name
+	p.buildRuleIndex()
+	p.lintRules(c.loc)
+	if err := p.readKnownHosts(c, readFile); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func tomlError(name, src string, err error) *FileError {
+	var pe toml.ParseError
+	if errors.As(err, &pe) {
+		line, col := pe.Position.Line, pe.Position.Col
+		// The toml package counts a newline that ends a line as the next
+		// line; the byte offset is exact.
+		if s := pe.Position.Start; s >= 0 && s <= len(src) && (s > 0 || line <= 1) {
+			p := (&locator{src: src}).pos(s)
+			line, col = p.line, p.col
+		}
+		if line < 1 {
+			line = 1
+		}
+		if col < 1 {
+			col = 1
+		}
+		return &FileError{File: name, Line: line, Col: col, Msg: "invalid TOML: " + pe.Message}
+	}
+	return &FileError{File: name, Line: 1, Col: 1, Msg: "invalid TOML: " + err.Error()}
+}
+
+func (c *checker) policy(raw map[string]any) *Policy {
+	p := Default()
+	p.knownHosts = []string{"~/.ssh/known_hosts"}
+	c.unknownFields(raw, "", topFields, "the top level")
+	if v, ok := raw["known_hosts"]; ok {
+		p.knownHosts = c.stringList("known_hosts", v, func(path, s string) bool {
+			if strings.TrimSpace(s) == "" {
+				c.bad(path, "known_hosts has an empty file name")
+				return false
+			}
+			return true
+		})
+	}
+	if v, ok := raw["unknown_destination"]; ok {
+		switch s := c.enum("unknown_destination", v, "allow", "confirm", "deny"); s {
+		case "allow":
+			p.unknownDest = Allow
+		case "deny":
+			p.unknownDest = Deny
+		}
+	}
+	if v, ok := raw["prompt"]; ok {
+		if s, ok := c.str("prompt", v); ok {
+			if strings.TrimSpace(s) == "" {
+				c.bad("prompt", "prompt is empty: remove the line to use the default")
+			}
+			p.prompt = s
+		}
+	}
+	if v, ok := raw["confirm_timeout"]; ok {
+		if d, ok := c.duration("confirm_timeout", v); ok {
+			if d <= 0 {
+				c.bad("confirm_timeout", "confirm_timeout must be longer than 0s, like \"30s\"")
+			}
+			p.confirmTimeout = d
+		}
+	}
+	if v, ok := raw["notify"]; ok {
+		if s := c.enum("notify", v, "never", "denied", "forwarded", "always"); s != "" {
+			p.notify = Notify(s)
+		}
+	}
+	if v, ok := raw["defaults"]; ok {
+		if t, ok := v.(map[string]any); ok {
+			c.unknownFields(t, "defaults", ruleFields, "[defaults]")
+			c.ruleFields(t, "defaults", p.defaults)
+		} else {
+			c.bad("defaults", "defaults must be a table: write [defaults] on a line of its own")
+		}
+	}
+	if v, ok := raw["key"]; ok {
+		var tables []map[string]any
+		switch v := v.(type) {
+		case []map[string]any:
+			tables = v
+		case []any:
+			for i, e := range v {
+				t, ok := e.(map[string]any)
+				if !ok {
+					c.bad(fmt.Sprintf("key[%d]", i), "each key entry must be a table: write [[key]] sections")
+					continue
+				}
+				tables = append(tables, t)
+			}
+		default:
+			c.bad("key", "key must be a list of tables: write each as a [[key]] section")
+		}
+		for i, t := range tables {
+			path := fmt.Sprintf("key[%d]", i)
+			c.unknownFields(t, path, keyFields, "[[key]]")
+			p.rules = append(p.rules, c.keyRule(t, path, p.defaults))
+		}
+	}
+	return p
+}
+
+func (c *checker) keyRule(t map[string]any, path string, d *rule) *rule {
+	r := *d // fields the section omits come from [defaults]
+	mv, ok := t["match"]
+	if !ok {
+		c.errAt(c.loc.key(path), "[[key]] needs match = \"SHA256:…\" (a key fingerprint) or a comment glob like \"work-*\"")
+	} else if m, ok := c.str(path+".match", mv); ok {
+		switch {
+		case strings.HasPrefix(m, "SHA256:"):
+			if err := checkFingerprint(m); err != nil {
+				c.bad(path+".match", "match: %v", err)
+			}
+			r.byFP = true
+		case m == "":
+			c.bad(path+".match", "match is empty: write a fingerprint \"SHA256:…\" or a comment glob like \"work-*\"")
+		}
+		r.match = m
+	}
+	r.section = fmt.Sprintf("key %q", r.match)
+	c.ruleFields(t, path, &r)
+	return &r
+}
+
+// ruleFields reads the fields shared by [defaults] and [[key]] into r.
+func (c *checker) ruleFields(t map[string]any, path string, r *rule) {
+	f := func(k string) string { return joinPath(path, k) }
+	if v, ok := t["allow"]; ok {
+		r.allow, r.allowSrc = c.patterns(f("allow"), v), r.section
+	}
+	if v, ok := t["deny"]; ok {
+		r.deny, r.denySrc = c.patterns(f("deny"), v), r.section
+	}
+	if v, ok := t["max_forward_depth"]; ok {
+		n, isInt := v.(int64)
+		switch {
+		case !isInt:
+			c.bad(f("max_forward_depth"), "max_forward_depth must be a whole number from 0 to %d, like max_forward_depth = 1", maxChain)
+		case n < 0 || n > maxChain:
+			c.bad(f("max_forward_depth"), "max_forward_depth = %d is out of range: use 0 (never through a forwarded agent) to %d", n, maxChain)
+		default:
+			r.maxDepth, r.depthSrc = int(n), r.section
+		}
+	}
+	if v, ok := t["confirm"]; ok {
+		switch c.enum(f("confirm"), v, "never", "always", "forwarded") {
+		case "never":
+			r.confirm, r.confirmSrc = confirmNever, r.section
+		case "always":
+			r.confirm, r.confirmSrc = confirmAlways, r.section
+		case "forwarded":
+			r.confirm, r.confirmSrc = confirmForwarded, r.section
+		}
+	}
+	if v, ok := t["remember"]; ok {
+		if d, ok := c.duration(f("remember"), v); ok {
+			if d < 0 {
+				c.bad(f("remember"), "remember must not be negative: use \"0s\" to never remember a yes")
+			}
+			r.remember = d
+		}
+	}
+	if v, ok := t["namespaces"]; ok {
+		r.namespaces = c.stringList(f("namespaces"), v, func(p, s string) bool {
+			if s == "" || strings.ContainsAny(s, " \t\n") {
+				c.bad(p, "namespace %q is not valid: a namespace is a word like \"git\" or \"file\"", s)
+				return false
+			}
+			return true
+		})
+		if r.namespaces == nil {
+			r.namespaces = []string{} // an empty list: no namespace at all
+		}
+		r.nsSrc = r.section
+	}
+}
+
+func (c *checker) unknownFields(t map[string]any, path string, known []string, where string) {
+	for k := range t {
+		if slices.Contains(known, k) {
+			continue
+		}
+		msg := fmt.Sprintf("unknown field %q in %s", k, where)
+		if s := closest(k, known); s != "" {
+			msg += fmt.Sprintf(": did you mean %q?", s)
+		} else {
+			msg += "; known fields: " + strings.Join(known, ", ")
+		}
+		c.errAt(c.loc.key(joinPath(path, k)), "%s", msg)
+	}
+}
+
+// closest returns the known field within edit distance 2 of k, if any.
+func closest(k string, known []string) string {
+	best, bestD := "", 3
+	for _, s := range known {
+		if d := editDistance(k, s); d < bestD {
+			best, bestD = s, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	if len(a) > 64 || len(b) > 64 {
+		return 99
+	}
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+func (c *checker) str(path string, v any) (string, bool) {
+	s, ok := v.(string)
+	if !ok {
+		c.bad(path, "%s must be a string in quotes, not %s", lastField(path), tomlType(v))
+	}
+	return s, ok
+}
+
+func (c *checker) enum(path string, v any, allowed ...string) string {
+	s, ok := c.str(path, v)
+	if !ok {
+		return ""
+	}
+	if !slices.Contains(allowed, s) {
+		c.bad(path, "%s = %q is not one of %s", lastField(path), s, quoteList(allowed))
+		return ""
+	}
+	return s
+}
+
+func (c *checker) duration(path string, v any) (time.Duration, bool) {
+	s, ok := v.(string)
+	if !ok {
+		c.bad(path, "%s must be a duration in quotes, like \"5m\" or \"30s\"", lastField(path))
+		return 0, false
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		c.bad(path, "%s = %q is not a duration: write it like \"90s\", \"5m\" or \"1h30m\"", lastField(path), s)
+		return 0, false
+	}
+	return d, true
+}
+
+// stringList checks a list of strings; ok reports per element validity.
+func (c *checker) stringList(path string, v any, ok func(path, s string) bool) []string {
+	list, isList := v.([]any)
+	if !isList {
+		c.bad(path, "%s must be a list of strings, like %s = [\"…\"]", lastField(path), lastField(path))
+		return nil
+	}
+	var out []string
+	for i, e := range list {
+		ep := fmt.Sprintf("%s[%d]", path, i)
+		s, isStr := e.(string)
+		if !isStr {
+			c.bad(ep, "%s[%d] must be a string in quotes, not %s", lastField(path), i, tomlType(e))
+			continue
+		}
+		if ok(ep, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (c *checker) patterns(path string, v any) []destPattern {
+	var out []destPattern
+	c.stringList(path, v, func(ep, s string) bool {
+		p, err := compilePattern(s)
+		if err != nil {
+			c.bad(ep, "bad pattern in %s: %v", lastField(path), err)
+			return false
+		}
+		out = append(out, p)
+		return true
+	})
+	return out
+}
+
+func lastField(path string) string {
+	if i := strings.LastIndexByte(path, '.'); i >= 0 {
+		path = path[i+1:]
+	}
+	if i := strings.IndexByte(path, '['); i >= 0 {
+		path = path[:i]
+	}
+	return path
+}
+
+func quoteList(s []string) string {
+	q := make([]string, len(s))
+	for i, e := range s {
+		q[i] = strconv.Quote(e)
+	}
+	return strings.Join(q, ", ")
+}
+
+func tomlType(v any) string {
+	switch v.(type) {
+	case string:
+		return "a string"
+	case int64:
+		return "a number"
+	case float64:
+		return "a number"
+	case bool:
+		return "true/false"
+	case []any:
+		return "a list"
+	case map[string]any:
+		return "a table"
+	case []map[string]any:
+		return "a list of tables"
+	case time.Time:
+		return "a date"
+	default:
+		return fmt.Sprintf("%T", v)
+	}
+}
+
+// lintRules warns about [[key]] sections that can never apply.
+func (p *Policy) lintRules(loc *locator) {
+	for i, r := range p.rules {
+		for j, prev := range p.rules[:i] {
+			if prev.match == r.match || (!prev.byFP && !r.byFP && globSubsumes(prev.match, r.match)) {
+				at := loc.key(fmt.Sprintf("key[%d]", i))
+				pat := loc.key(fmt.Sprintf("key[%d]", j))
+				p.warnings = append(p.warnings, fmt.Sprintf("%s:%d:%d: [[key]] match %q never applies: the [[key]] at line %d (match %q) comes first and matches the same keys", p.name, at.line, at.col, r.match, pat.line, prev.match))
+				break
+			}
+		}
+	}
+}
+
+// readKnownHosts reads the known_hosts files and builds the host index. A
+// missing file is a warning; an unreadable one an error.
+func (p *Policy) readKnownHosts(c *checker, readFile func(string) ([]byte, error)) error {
+	names := p.literalNames()
+	ix := newHostIndex()
+	warn := func(s string) { p.warnings = append(p.warnings, s) }
+	var files []string
+	for i, f := range p.knownHosts {
+		path, err := expandPath(f, filepath.Dir(p.name))
+		if err != nil {
+			c.bad(fmt.Sprintf("known_hosts[%d]", i), "known_hosts %q: %v", f, err)
+			continue
+		}
+		files = append(files, path)
+		if readFile == nil {
+			continue
+		}
+		data, err := readFile(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			warn(fmt.Sprintf("known_hosts file %s does not exist: no host gets a name from it", path))
+			continue
+		}
+		if err != nil {
+			c.bad(fmt.Sprintf("known_hosts[%d]", i), "cannot read known_hosts file %s: %v", path, err)
+			continue
+		}
+		ix.addFile(path, data, names, warn)
+	}
+	if len(c.errs) > 0 {
+		return FileErrors(c.errs)
+	}
+	if ix.hashedLines > 0 && p.hasGlobs() {
+		warn(fmt.Sprintf("known_hosts has %d hashed entries; globs in allow/deny never match them (hashes can only be checked against exact names): name those hosts exactly or by fingerprint", ix.hashedLines))
+	}
+	p.knownHosts = files
+	p.index = ix
+	return nil
+}
+
+func expandPath(f, base string) (string, error) {
+	if f == "~" || strings.HasPrefix(f, "~/") {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return "", fmt.Errorf("cannot expand ~: %w", err)
+		}
+		return filepath.Join(home, f[1:]), nil
+	}
+	if strings.HasPrefix(f, "~") {
+		return "", fmt.Errorf("only ~/ (your own home) can be expanded; write the full path")
+	}
+	if !filepath.IsAbs(f) {
+		return filepath.Join(base, f), nil
+	}
+	return f, nil
+}
+
+// literalNames are the exact host names the policy mentions, the only
+// names hashed known_hosts entries are checked against.
+func (p *Policy) literalNames() []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, r := range append([]*rule{p.defaults}, p.rules...) {
+		for _, list := range [][]destPattern{r.allow, r.deny} {
+			for _, dp := range list {
+				for _, hp := range dp.parts {
+					if hp.kind == partLiteral && !seen[hp.s] {
+						seen[hp.s] = true
+						out = append(out, hp.s)
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
+func (p *Policy) hasGlobs() bool {
+	for _, r := range append([]*rule{p.defaults}, p.rules...) {
+		for _, list := range [][]destPattern{r.allow, r.deny} {
+			for _, dp := range list {
+				for _, hp := range dp.parts {
+					if hp.kind == partGlob {
+						return true
+					}
+				}
+			}
+		}
+	}
+	return false
+}

@@ -1,0 +1,369 @@
+// Package policy is safe-agent's policy engine: the policy file model, an
+// index that gives host keys the names known_hosts knows them by, and
+// Decide, a pure function from a sign request to allow, deny or confirm.
+//
+// Load and Parse do all I/O (the policy file and the known_hosts files it
+// names). A *Policy is immutable afterwards and safe for concurrent use;
+// Decide, Visible and HostNames read no files and no clock.
+//
+// Built-in defaults, used for fields a file omits and by Default:
+//
+//	known_hosts         = ["~/.ssh/known_hosts"]
+//	unknown_destination = "confirm"
+//	confirm_timeout     = "30s"
+//	notify              = "denied"
+//	[defaults]
+//	confirm             = "forwarded"
+//	max_forward_depth   = 1
+//	remember            = "0s"  # a yes is never remembered unless the file says so
+//	namespaces          = any
+//	allow, deny         = none (any host, within max_forward_depth)
+//
+// Host naming. A hop's host key gets names from known_hosts: plain names
+// and "[host]:port" (lower-cased; "[host]:22" is "host", as OpenSSH writes
+// it), minus names a "!pattern" on the same line excludes. Hashed |1| entries
+// are matched only against the literal names the policy file itself
+// mentions, never guessed, so globs never match a hashed host: name such
+// hosts literally or by fingerprint. A wildcard line ("*.internal key")
+// gives its key the pattern as a name that stands for "some host matching
+// it": an allow entry matches it only when the entry covers the whole
+// pattern (allow "*.internal" covers "db*.internal"), a deny entry
+// whenever the two could name the same host. An @cert-authority line names
+// a host certificate signed by that CA with the certificate's principals
+// that the line's host patterns cover; the CA signature, certificate type
+// and (in Decide) validity period at Request.Now are checked. An @revoked
+// key (plain, certified or CA) gets no names and every login to it is
+// refused, whatever host pattern the @revoked line carries.
+//
+// Destination patterns (allow, deny): a host name or '*'/'?' glob matched
+// against a hop's names, "[host]:port", a host key fingerprint "SHA256:…"
+// (for a certificate: the certified key, the CA key or the certificate),
+// or "a>b": b, only when the hop right before it is a. Globs match named
+// hosts only; a host known_hosts cannot name is governed by
+// unknown_destination or a fingerprint entry.
+package policy
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// Verdict is the outcome of a decision. The zero value is Deny, so a
+// Decision nobody filled in refuses.
+type Verdict int
+
+const (
+	Deny Verdict = iota
+	Allow
+	Confirm
+)
+
+func (v Verdict) String() string {
+	switch v {
+	case Allow:
+		return "allow"
+	case Confirm:
+		return "confirm"
+	default:
+		return "deny"
+	}
+}
+
+// Purpose is what a signature is for.
+type Purpose int
+
+const (
+	PurposeLogin  Purpose = iota // SSH_MSG_USERAUTH_REQUEST
+	PurposeSSHSIG                // ssh-keygen -Y sign
+	PurposeOpaque                // anything else
+)
+
+func (p Purpose) String() string {
+	switch p {
+	case PurposeLogin:
+		return "login"
+	case PurposeSSHSIG:
+		return "sshsig"
+	default:
+		return "opaque"
+	}
+}
+
+// Notify is when the person is told about a decision (top-level notify).
+type Notify string
+
+const (
+	NotifyNever     Notify = "never"
+	NotifyDenied    Notify = "denied"
+	NotifyForwarded Notify = "forwarded"
+	NotifyAlways    Notify = "always"
+)
+
+// DefaultConfirmTimeout is how long a prompt waits when the file does not
+// set confirm_timeout.
+const DefaultConfirmTimeout = 30 * time.Second
+
+// Hop is one verified session-bind, in path order.
+type Hop struct {
+	// HostKey is the host key the bind was signed with; for a host
+	// certificate pass the *ssh.Certificate so @cert-authority lines apply.
+	// nil stands for a host whose key is not known (policy explain).
+	HostKey   ssh.PublicKey
+	Forwarded bool // the bind's is_forwarding flag
+}
+
+// Key identifies the key asked to sign.
+type Key struct {
+	Fingerprint string // SHA256:…
+	Comment     string
+	Type        string
+}
+
+// Settings are the per-key settings stored with the key (safe-agent add
+// --allow/--deny/--max-forward-depth/--confirm, ssh-add -c). They only ever
+// add restriction to what the policy file says.
+type Settings struct {
+	Confirm         bool
+	Allow, Deny     []string
+	MaxForwardDepth *int
+}
+
+// Request is everything Decide looks at.
+type Request struct {
+	Key      Key
+	Settings Settings
+	Hops     []Hop
+	// BindFailed: a session-bind on this connection failed verification,
+	// so it is never treated as local.
+	BindFailed bool
+	Purpose    Purpose
+	User       string // login user
+	Namespace  string // SSHSIG namespace
+	// Now is the time host certificates are checked against. Zero: no
+	// certificate gets names from @cert-authority lines (fail closed).
+	Now time.Time
+}
+
+// Decision is Decide's answer.
+type Decision struct {
+	Verdict Verdict
+	// Rule names what decided, e.g. `key "work" allow[1]`,
+	// `defaults max_forward_depth`, `stored settings deny[0]`.
+	Rule string
+	// Reason is a sentence for a person: what was refused or asked, why,
+	// and what to change.
+	Reason string
+	// Remember is how long a yes may be remembered; set only on Confirm.
+	Remember time.Duration
+}
+
+type confirmMode int
+
+const (
+	confirmNever confirmMode = iota
+	confirmAlways
+	confirmForwarded
+)
+
+func (c confirmMode) String() string {
+	return [...]string{"never", "always", "forwarded"}[c]
+}
+
+// rule is a [[key]] section (or [defaults]) with every field resolved:
+// fields the section omits come from [defaults], and each remembers which
+// section it came from, for Decision.Rule.
+type rule struct {
+	section string // `key "work-*"` or `defaults`
+	match   string // the match string; "" for defaults
+	byFP    bool   // match is a fingerprint
+
+	allow, deny       []destPattern
+	allowSrc, denySrc string
+	maxDepth          int
+	depthSrc          string
+	confirm           confirmMode
+	confirmSrc        string
+	remember          time.Duration
+	namespaces        []string // nil: any
+	nsSrc             string
+}
+
+// Policy is a loaded policy. Immutable; safe for concurrent use.
+type Policy struct {
+	name           string
+	knownHosts     []string
+	unknownDest    Verdict
+	prompt         string
+	confirmTimeout time.Duration
+	notify         Notify
+
+	defaults *rule
+	rules    []*rule
+	ruleFP   map[string]int   // fingerprint → first rule index
+	ruleGlob map[string][]int // literal prefix of a comment glob → rule indices
+	prefixes []int            // distinct literal prefix lengths, ascending
+
+	index    *hostIndex
+	warnings []string
+}
+
+func builtinDefaults() *rule {
+	return &rule{
+		section:    "defaults",
+		allowSrc:   "defaults",
+		denySrc:    "defaults",
+		maxDepth:   1,
+		depthSrc:   "defaults",
+		confirm:    confirmForwarded,
+		confirmSrc: "defaults",
+		nsSrc:      "defaults",
+	}
+}
+
+// Default returns the built-in policy. It reads no known_hosts file, so
+// no host has a name; LoadDefaults is the same with ~/.ssh/known_hosts.
+func Default() *Policy {
+	p := &Policy{
+		name:           "built-in defaults",
+		unknownDest:    Confirm,
+		confirmTimeout: DefaultConfirmTimeout,
+		notify:         NotifyDenied,
+		defaults:       builtinDefaults(),
+		index:          newHostIndex(),
+	}
+	p.buildRuleIndex()
+	return p
+}
+
+// LoadDefaults is the built-in policy with host names from
+// ~/.ssh/known_hosts: what the agent runs when no policy file exists.
+func LoadDefaults() (*Policy, error) {
+	return Parse("built-in defaults", nil, os.ReadFile)
+}
+
+// DefaultPath is $XDG_CONFIG_HOME/safe-agent/policy.toml, or
+// os.UserConfigDir()/safe-agent/policy.toml when XDG_CONFIG_HOME is unset.
+func DefaultPath() (string, error) {
+	dir := os.Getenv("XDG_CONFIG_HOME")
+	if dir == "" || !filepath.IsAbs(dir) {
+		d, err := os.UserConfigDir()
+		if err != nil {
+			return "", fmt.Errorf("find the policy file: %w (set XDG_CONFIG_HOME or pass --policy)", err)
+		}
+		dir = d
+	}
+	return filepath.Join(dir, "safe-agent", "policy.toml"), nil
+}
+
+// Load reads the policy file at path and the known_hosts files it names.
+// A missing policy file is an error wrapping fs.ErrNotExist: the caller
+// decides whether that means built-in defaults. An invalid file gives
+// FileErrors, each printing as FILE:LINE:COL: message.
+func Load(path string) (*Policy, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read policy %s: %w", path, err)
+	}
+	return Parse(path, data, os.ReadFile)
+}
+
+// Name is the file the policy came from ("built-in defaults" without one).
+func (p *Policy) Name() string { return p.name }
+
+// Warnings are problems that did not stop loading: a missing known_hosts
+// file, skipped known_hosts lines, rules that can never apply.
+func (p *Policy) Warnings() []string { return slices.Clone(p.warnings) }
+
+// KnownHostsFiles are the known_hosts files read, with ~ expanded.
+func (p *Policy) KnownHostsFiles() []string { return slices.Clone(p.knownHosts) }
+
+// UnknownDestination is the verdict for a forwarded login whose destination
+// known_hosts cannot name.
+func (p *Policy) UnknownDestination() Verdict { return p.unknownDest }
+
+// Prompt is the top-level prompt setting ("" when unset).
+func (p *Policy) Prompt() string { return p.prompt }
+
+// ConfirmTimeout is how long a prompt may wait for an answer.
+func (p *Policy) ConfirmTimeout() time.Duration { return p.confirmTimeout }
+
+// NotifyMode is when to tell the person about decisions.
+func (p *Policy) NotifyMode() Notify { return p.notify }
+
+// HostNames lists the names known_hosts gives hostKey (for prompts and the
+// audit log). Hashed entries contribute only names the policy mentions; a
+// wildcard line contributes its pattern. For a host certificate the CA
+// signature is checked but not the validity period.
+func (p *Policy) HostNames(hostKey ssh.PublicKey) []string {
+	h := p.index.resolve(Hop{HostKey: hostKey}, certTime{})
+	out := slices.Clone(h.names)
+	for _, w := range h.wild {
+		out = append(out, w.pat)
+	}
+	return out
+}
+
+// ResolveHost returns the host keys known_hosts lists for a host name,
+// "[host]:port" or fingerprint, plain or hashed. It scans hashed entries, so
+// it is for tools (`policy explain`), not for the request path.
+func (p *Policy) ResolveHost(name string) []ssh.PublicKey {
+	return p.index.lookupName(name)
+}
+
+// buildRuleIndex prepares key matching: a map for fingerprints and, for
+// comment globs, the rule indices keyed by the glob's literal prefix.
+func (p *Policy) buildRuleIndex() {
+	p.ruleFP = map[string]int{}
+	p.ruleGlob = map[string][]int{}
+	lens := map[int]bool{}
+	for i, r := range p.rules {
+		if r.byFP {
+			if _, dup := p.ruleFP[r.match]; !dup {
+				p.ruleFP[r.match] = i
+			}
+			continue
+		}
+		pre := r.match
+		if j := strings.IndexAny(pre, "*?"); j >= 0 {
+			pre = pre[:j]
+		}
+		p.ruleGlob[pre] = append(p.ruleGlob[pre], i)
+		lens[len(pre)] = true
+	}
+	for l := range lens {
+		p.prefixes = append(p.prefixes, l)
+	}
+	slices.Sort(p.prefixes)
+}
+
+// ruleFor returns the first [[key]] matching k, or [defaults].
+func (p *Policy) ruleFor(k Key) *rule {
+	best := len(p.rules)
+	if i, ok := p.ruleFP[k.Fingerprint]; ok && k.Fingerprint != "" {
+		best = i
+	}
+	for _, l := range p.prefixes {
+		if l > len(k.Comment) {
+			break
+		}
+		for _, i := range p.ruleGlob[k.Comment[:l]] {
+			if i >= best {
+				break
+			}
+			if globMatch(p.rules[i].match, k.Comment) {
+				best = i
+				break
+			}
+		}
+	}
+	if best < len(p.rules) {
+		return p.rules[best]
+	}
+	return p.defaults
+}
