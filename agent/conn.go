@@ -82,7 +82,7 @@ func (s *Server) handle(uc *net.UnixConn) {
 // first, briefly, before the connection is closed: the client then sees
 // end-of-file, as with OpenSSH's agent, instead of dying of SIGPIPE.
 func drainFirstRequest(c net.Conn) {
-	_ = c.SetReadDeadline(time.Now().Add(time.Second))
+	_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
 	buf := make([]byte, 512)
 	_, _ = c.Read(buf)
 }
@@ -150,7 +150,15 @@ func (a *connAgent) List() ([]*sshagent.Key, error) {
 		}
 		out = append(out, &sshagent.Key{Format: id.Public.Type(), Blob: []byte(id.Blob), Comment: id.Comment})
 	}
-	if a.srv.opts.Debug {
+	if forwarded(a.bind.Hops) || a.bind.Failed {
+		// Lists through a forwarded agent are part of the record: they
+		// show the far end which keys it could try.
+		hidden := len(ids) - len(out)
+		path := a.srv.pathText(a.bind.Hops, a.bind.Failed)
+		a.log.Info("list through a forwarded agent", "path", path, "shown", len(out), "keys hidden by policy", hidden)
+		a.srv.auditEvent(audit.Record{Event: "list", Decision: "allowed", Client: a.auditClient(), Path: a.srv.auditPath(a.bind.Hops),
+			Detail: fmt.Sprintf("%d keys shown, %d hidden (not usable from this path)", len(out), hidden)})
+	} else if a.srv.opts.Debug {
 		a.log.Debug("list", "shown", len(out), "loaded", len(ids))
 	}
 	return out, nil

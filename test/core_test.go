@@ -372,7 +372,7 @@ func TestOtherUserRefused(t *testing.T) {
 		t.Fatalf("another user listed keys: exit %d %q", code, out)
 	}
 	if !strings.Contains(out, "communication with agent failed") {
-		t.Errorf("other user's ssh-add said %q", out)
+		t.Errorf("other user's ssh-add said %q (exit %d)", out, code)
 	}
 	if !regexp.MustCompile(`connection refused: client runs as another user.*uid=\d+`).MatchString(a.stderr.String()) {
 		t.Errorf("refusal not logged:\n%s", a.stderr.String())

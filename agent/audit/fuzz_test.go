@@ -3,8 +3,8 @@ package audit
 import (
 	"bytes"
 	"io"
-	"strconv"
 	"os"
+	"strconv"
 	"sync"
 	"testing"
 )

@@ -76,6 +76,7 @@ type Log struct {
 
 	stop chan struct{}
 	done chan struct{}
+	bg   sync.WaitGroup // fsyncs of rotated files
 }
 
 // torn describes bytes after the last newline of the current file.
@@ -300,13 +301,10 @@ func (l *Log) Append(r Record) error {
 }
 
 // rotate renames path → path.1 (.1 → .2, …, dropping what is beyond Keep)
-// and starts a new file. Called with l.mu held. If the renames fail the
+// and starts a new file; the old one is fsynced in the background. Called with l.mu held. If the renames fail the
 // current file stays in use (rotation is retried a minute later); if the new
 // file cannot be created the error is returned.
 func (l *Log) rotate() error {
-	if err := l.f.Sync(); err != nil {
-		return fmt.Errorf("fsync audit log %s before rotating it: %w", l.path, err)
-	}
 	fail := func(err error) error {
 		l.log.Warn("cannot rotate the audit log; writing on in the current file", "path", l.path, "err", err)
 		l.retryAt = l.o.Now().Add(time.Minute)
@@ -334,12 +332,22 @@ func (l *Log) rotate() error {
 		return fail(err)
 	}
 	syncDir(filepath.Dir(l.path))
+	// fsync the retired file off the request path: a 64 MiB file can take
+	// a few hundred milliseconds. Close waits for it.
 	old := l.f
 	l.f = nil
-	// The old descriptor may be in a concurrent fsync; Close waits for it.
-	if err := old.Close(); err != nil {
-		l.log.Warn("close rotated audit log", "path", l.path+".1", "err", err)
-	}
+	l.bg.Go(func() {
+		err := old.Sync()
+		if cerr := old.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			l.log.Error("fsync rotated audit log failed; refusing new records until an fsync succeeds", "path", l.path+".1", "err", err)
+			l.mu.Lock()
+			l.syncErr, l.dirty = err, true
+			l.mu.Unlock()
+		}
+	})
 	f, err := l.openFile(l.path)
 	if err != nil {
 		return fmt.Errorf("start a new audit log after rotation: %w", err)
@@ -416,6 +424,7 @@ func (l *Log) Close() error {
 	l.mu.Unlock()
 	close(l.stop)
 	<-l.done
+	l.bg.Wait()
 	if f == nil {
 		return nil
 	}

@@ -113,6 +113,12 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer, pr
 		return fmt.Errorf("--keystore %q: use keyring or none", cfg.keystore)
 	}
 
+	// Catch signals before anyone can learn our pid or socket, so a quick
+	// SIGTERM still means a clean stop (socket removed).
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+
 	d, err := setupDaemon(ctx, cfg, logger)
 	if err != nil {
 		return err
@@ -132,9 +138,6 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer, pr
 	}
 	logger.Info("safe-agent listening", "socket", cfg.socket, "pid", os.Getpid())
 
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	defer signal.Stop(sigs)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(l) }()
 	var parentGone <-chan struct{}
