@@ -122,16 +122,20 @@ func open(path string, o Options, opener func(string) (file, error)) (*Log, erro
 	return l, nil
 }
 
+// ErrInUse is returned by Open when another process writes the log: a
+// hash chain has one writer.
+var ErrInUse = errors.New("audit log in use")
+
 // openOSFile opens path for appending and locks it.
 func openOSFile(path string) (file, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("open audit log: %w", err)
+		return nil, err // *fs.PathError: "open PATH: is a directory"
 	}
 	if err := lockFile(f); err != nil {
 		f.Close()
 		if errors.Is(err, errLocked) {
-			return nil, fmt.Errorf("audit log %s is in use by another process (another safe-agent?); give each agent its own --audit-log", path)
+			return nil, fmt.Errorf("audit log %s is in use by another process (another safe-agent?); give each agent its own --audit-log: %w", path, ErrInUse)
 		}
 		return nil, fmt.Errorf("lock audit log %s: %w", path, err)
 	}
@@ -235,7 +239,8 @@ func (l *Log) Append(r Record) error {
 	if err != nil {
 		return fmt.Errorf("encode audit record: %w", err)
 	}
-	if l.torn == nil && !l.needHeader && l.size+int64(len(line))+1 > l.o.MaxSize && !r.Time.Before(l.retryAt) {
+	if l.torn == nil && !l.needHeader && l.size+int64(len(line))+1 > l.o.MaxSize &&
+		(l.retryAt.IsZero() || !l.o.Now().Before(l.retryAt)) {
 		if err := l.rotate(); err != nil {
 			return err
 		}
@@ -276,7 +281,12 @@ func (l *Log) Append(r Record) error {
 			return err
 		}
 	}
-	if err := add(&r); err != nil {
+	if first == nil { // no header or torn record: line already has this seq and prev
+		seq++
+		buf.Write(line)
+		buf.WriteByte('\n')
+		prev = lineHash(line)
+	} else if err := add(&r); err != nil {
 		return err
 	}
 

@@ -177,7 +177,7 @@ func TestUnwritableLogGivesClearErrors(t *testing.T) {
 	notDir := filepath.Join(dir, "file")
 	os.WriteFile(notDir, nil, 0o600)
 	for _, tc := range []struct{ path, want string }{
-		{isDir, "open audit log: open " + isDir + ": is a directory"},
+		{isDir, "open " + isDir + ": is a directory"},
 		{filepath.Join(notDir, "audit.jsonl"), "create audit log directory: mkdir " + notDir + ": not a directory"},
 	} {
 		_, err := Open(tc.path, testOptions(nil))

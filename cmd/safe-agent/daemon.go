@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/safe-agent/safe-agent/agent"
@@ -51,6 +53,14 @@ func setupDaemon(ctx context.Context, cfg serveConfig, logger *slog.Logger) (*da
 		auditPath = p
 	}
 	al, err := audit.Open(auditPath, audit.Options{Logger: logger})
+	if err != nil && cfg.auditFallback && errors.Is(err, audit.ErrInUse) {
+		// Several `ssh-agent`-style agents may run at once; each keeps
+		// its own chain next to the default log.
+		alt := strings.TrimSuffix(auditPath, ".jsonl") + fmt.Sprintf("-agent-%d.jsonl", os.Getpid())
+		logger.Warn("audit log in use by another agent; this agent writes its own", "path", alt)
+		auditPath = alt
+		al, err = audit.Open(auditPath, audit.Options{Logger: logger})
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open audit log: %w (fix its permissions or choose another --audit-log)", err)
 	}

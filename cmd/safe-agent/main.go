@@ -53,6 +53,7 @@ forwarded agents) and is written to an audit log.`,
 		newServeCmd(),
 		newSSHAgentCmd(),
 		newPolicyCmd(),
+		newAuditCmd(),
 	)
 	return root
 }

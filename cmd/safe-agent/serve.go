@@ -28,9 +28,9 @@ type serveConfig struct {
 	lifetime      time.Duration
 	allowRoot     bool
 	allowUnlocked bool
-	readyFD       int // write "ready" here once listening (ssh-agent detach)
-	watchPID      int // exit when this process is gone (ssh-agent COMMAND form)
-	quiet         bool
+	readyFD       int  // write "ready" here once listening (ssh-agent detach)
+	watchPID      int  // exit when this process is gone (ssh-agent COMMAND form)
+	auditFallback bool // ssh-agent drop-in: use a per-agent log if the default one is in use
 }
 
 func newServeCmd() *cobra.Command {
@@ -61,6 +61,8 @@ socket is removed. SIGHUP reloads the policy file.`,
 	f.BoolVar(&cfg.allowUnlocked, "allow-unlocked-memory", false, "keep running if keys cannot be held in locked memory")
 	f.IntVar(&cfg.readyFD, "ready-fd", 0, "")
 	f.IntVar(&cfg.watchPID, "watch-pid", 0, "")
+	f.BoolVar(&cfg.auditFallback, "audit-fallback", false, "")
+	_ = f.MarkHidden("audit-fallback")
 	_ = f.MarkHidden("ready-fd")
 	_ = f.MarkHidden("watch-pid")
 	return cmd

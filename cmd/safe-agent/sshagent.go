@@ -210,7 +210,7 @@ func sshAgentMain(args []string, stdout, stderr io.Writer) int {
 	} else if abs, err := filepath.Abs(o.socket); err == nil {
 		o.socket = abs
 	}
-	cfg := serveConfig{socket: o.socket, keystore: "none", lifetime: o.lifetime, debug: o.debug}
+	cfg := serveConfig{socket: o.socket, keystore: "none", lifetime: o.lifetime, debug: o.debug, auditFallback: true}
 	if o.foreground || o.debug {
 		printer := func(w io.Writer, socket string, pid int) { printAgentVars(w, csh, socket, pid) }
 		if err := runServe(context.Background(), cfg, stdout, stderr, printer); err != nil {
@@ -290,7 +290,7 @@ func startDetachedAgent(cfg serveConfig, watchPID int) (int, error) {
 		return 0, err
 	}
 	defer r.Close()
-	args := []string{"serve", "--socket", cfg.socket, "--keystore", cfg.keystore, "--ready-fd", "3"}
+	args := []string{"serve", "--socket", cfg.socket, "--keystore", cfg.keystore, "--ready-fd", "3", "--audit-fallback"}
 	if cfg.lifetime > 0 {
 		args = append(args, "--lifetime", cfg.lifetime.String())
 	}

@@ -1,0 +1,451 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+	"unicode/utf8"
+
+	"github.com/spf13/cobra"
+
+	"github.com/safe-agent/safe-agent/agent/audit"
+)
+
+// auditFlags are the options of `safe-agent audit`.
+type auditFlags struct {
+	path      string
+	json      bool
+	since     string
+	key       string
+	host      string
+	decision  string
+	forwarded bool
+	follow    bool
+	n         int
+}
+
+func newAuditCmd() *cobra.Command {
+	var o auditFlags
+	cmd := &cobra.Command{
+		Use:   "audit",
+		Short: "Show the audit log: which key signed what, for which host, through which hops",
+		Long: `Show the newest records of the audit log as a table, newest last: time,
+decision (and the prompt's answer), key, purpose, path (here → jump (fwd)
+→ destination), the local process chain, and the rule that decided.
+
+The log is --audit-log, else $XDG_STATE_HOME/safe-agent/audit.jsonl
+(~/.local/state/safe-agent/audit.jsonl); its rotated files (.1, .2, …) are
+read too when needed. Large logs are read from the end.
+
+Filters combine: --since takes a duration (2h, 3d) or a time (2025-03-01,
+"2025-03-01 14:00", RFC 3339); --key a fingerprint or comment substring;
+--host a host name substring, a glob such as '*.internal', or a host-key
+fingerprint matching any hop; --decision allowed, denied or asked.`,
+		Example: `  safe-agent audit
+  safe-agent audit --since 2h --decision denied
+  safe-agent audit --host '*.internal' --forwarded -n 200
+  safe-agent audit --key work-laptop --json | jq .
+  safe-agent audit --follow`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			if ctx == nil {
+				ctx = context.Background()
+			}
+			return runAudit(ctx, o, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	cmd.PersistentFlags().StringVar(&o.path, "audit-log", "", "audit log file (default $XDG_STATE_HOME/safe-agent/audit.jsonl)")
+	f := cmd.Flags()
+	f.BoolVar(&o.json, "json", false, "print records as JSON Lines instead of a table")
+	f.StringVar(&o.since, "since", "", "only records since a duration ago (2h, 3d) or a time (2025-03-01 14:00)")
+	f.StringVar(&o.key, "key", "", "only this key: fingerprint or comment substring")
+	f.StringVar(&o.host, "host", "", "only paths through this host: name substring, glob, or host-key fingerprint")
+	f.StringVar(&o.decision, "decision", "", "only allowed, denied, or asked (a prompt was shown)")
+	f.BoolVar(&o.forwarded, "forwarded", false, "only requests that came through a forwarded agent")
+	f.BoolVarP(&o.follow, "follow", "f", false, "keep printing new records as they are written (Ctrl-C to stop)")
+	f.IntVarP(&o.n, "lines", "n", 50, "how many of the newest matching records to show (0 = all)")
+	cmd.AddCommand(newAuditVerifyCmd(&o.path))
+	return cmd
+}
+
+func auditLogPath(named string) (string, error) {
+	if named != "" {
+		return named, nil
+	}
+	p, err := audit.DefaultPath()
+	if err != nil {
+		return "", fmt.Errorf("audit log location: %w", err)
+	}
+	return p, nil
+}
+
+func runAudit(ctx context.Context, o auditFlags, out, errOut io.Writer) error {
+	path, err := auditLogPath(o.path)
+	if err != nil {
+		return err
+	}
+	f := audit.Filter{Key: o.key, Host: o.host, Forwarded: o.forwarded}
+	if o.since != "" {
+		if f.Since, err = parseSince(o.since, time.Now()); err != nil {
+			return err
+		}
+	}
+	switch d := strings.ToLower(o.decision); d {
+	case "", audit.DecisionAllowed, audit.DecisionDenied, "asked":
+		f.Decision = d
+	default:
+		return fmt.Errorf("--decision %q: use allowed, denied or asked", o.decision)
+	}
+	if o.n < 0 {
+		return fmt.Errorf("-n %d: give a number of records, or 0 for all", o.n)
+	}
+
+	// With --follow, note where the log ends before reading it, so that
+	// nothing written meanwhile is lost or shown twice.
+	var after uint64
+	if o.follow {
+		if last, err := audit.Tail(path, 1, audit.Filter{}); err == nil && len(last) == 1 {
+			after = last[0].Seq
+		}
+	}
+	recs, err := audit.Tail(path, o.n, f)
+	if errors.Is(err, fs.ErrNotExist) && o.follow {
+		err = nil // wait for it below
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("no audit log at %s: the agent has not written one there yet (if it runs with --audit-log, pass the same --audit-log here)", path)
+	}
+	if err != nil {
+		return err
+	}
+
+	var print func(audit.Record) error
+	if o.json {
+		enc := json.NewEncoder(out)
+		enc.SetEscapeHTML(false)
+		print = func(r audit.Record) error { return enc.Encode(r) }
+	} else {
+		t := newAuditTable(recs, time.Local)
+		if len(recs) > 0 || o.follow {
+			if _, err := io.WriteString(out, t.header()); err != nil {
+				return err
+			}
+		}
+		print = func(r audit.Record) error {
+			_, err := io.WriteString(out, t.row(r))
+			return err
+		}
+	}
+	for _, r := range recs {
+		if err := print(r); err != nil {
+			return err
+		}
+		after = max(after, r.Seq)
+	}
+	if !o.follow {
+		if len(recs) == 0 {
+			fmt.Fprintf(errOut, "No records in %s match.\n", path)
+		}
+		return nil
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	f.AfterSeq = after
+	var werr error
+	err = audit.Follow(ctx, path, f, func(r audit.Record) {
+		if werr == nil {
+			werr = print(r)
+		}
+		if werr != nil {
+			stop() // stdout closed (e.g. piped into head)
+		}
+	})
+	if err == nil {
+		err = werr
+	}
+	return err
+}
+
+// parseSince reads "2h", "90m", "3d", or a date/time in local time.
+func parseSince(s string, now time.Time) (time.Time, error) {
+	bad := fmt.Errorf(`--since %q: give a duration such as 2h, 90m or 3d, or a time such as 2025-03-01, "2025-03-01 14:00" or 2025-03-01T14:00:00Z`, s)
+	if d, err := time.ParseDuration(s); err == nil {
+		if d < 0 {
+			return time.Time{}, bad
+		}
+		return now.Add(-d), nil
+	}
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil || n < 0 {
+			return time.Time{}, bad
+		}
+		return now.AddDate(0, 0, -n), nil
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	for _, layout := range []string{"2006-01-02T15:04:05", "2006-01-02 15:04:05", "2006-01-02T15:04", "2006-01-02 15:04", "2006-01-02"} {
+		if t, err := time.ParseInLocation(layout, s, now.Location()); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, bad
+}
+
+// auditTable formats records in columns. Widths come from the first batch
+// so that rows printed later by --follow line up with it.
+type auditTable struct {
+	loc    *time.Location
+	widths [6]int
+}
+
+var auditColumns = [...]string{"TIME", "DECISION", "KEY", "PURPOSE", "PATH", "PROCESS", "RULE / DETAIL"}
+
+// Widest a column may get before its cells are cut with "…".
+var auditMaxWidths = [6]int{19, 28, 24, 32, 56, 40}
+
+func newAuditTable(recs []audit.Record, loc *time.Location) *auditTable {
+	t := &auditTable{loc: loc}
+	for i := range t.widths {
+		t.widths[i] = utf8.RuneCountInString(auditColumns[i])
+	}
+	for _, r := range recs {
+		for i, c := range t.cells(r)[:6] {
+			t.widths[i] = max(t.widths[i], min(utf8.RuneCountInString(c), auditMaxWidths[i]))
+		}
+	}
+	return t
+}
+
+func (t *auditTable) header() string { return t.line(auditColumns[:]) }
+
+func (t *auditTable) row(r audit.Record) string { return t.line(t.cells(r)) }
+
+func (t *auditTable) line(cells []string) string {
+	var b strings.Builder
+	for i, c := range cells {
+		if i == len(cells)-1 {
+			b.WriteString(c)
+			break
+		}
+		c = cut(c, auditMaxWidths[i])
+		b.WriteString(c)
+		b.WriteString(strings.Repeat(" ", t.widths[i]-utf8.RuneCountInString(c)+2))
+	}
+	return strings.TrimRight(b.String(), " ") + "\n"
+}
+
+func (t *auditTable) cells(r audit.Record) []string {
+	return []string{
+		r.Time.In(t.loc).Format("2006-01-02 15:04:05"),
+		auditDecision(r),
+		auditKey(r.Key),
+		auditPurpose(r),
+		auditPath(r),
+		auditProcess(r.Client),
+		auditRule(r),
+	}
+}
+
+func cut(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	return string([]rune(s)[:n-1]) + "…"
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func auditDecision(r audit.Record) string {
+	d := orDash(r.Decision)
+	switch p := r.Prompt; {
+	case p == nil:
+		return d
+	case p.Outcome == audit.PromptRemembered:
+		return d + " (remembered)"
+	default:
+		wait := (time.Duration(p.WaitMS) * time.Millisecond).Round(100 * time.Millisecond)
+		return fmt.Sprintf("%s (asked: %s, %s)", d, p.Outcome, wait)
+	}
+}
+
+func auditKey(k *audit.Key) string {
+	switch {
+	case k == nil:
+		return "-"
+	case k.Comment != "":
+		return k.Comment
+	default:
+		return cut(k.Fingerprint, 20)
+	}
+}
+
+func auditPurpose(r audit.Record) string {
+	switch r.Event {
+	case audit.EventSign:
+	case audit.EventList:
+		return "list keys"
+	default:
+		return r.Event // its Detail goes in the last column
+	}
+	p := r.Purpose
+	switch {
+	case p == nil:
+		return "sign"
+	case p.Kind == audit.PurposeLogin && p.User != "":
+		return "log in as " + p.User
+	case p.Kind == audit.PurposeLogin:
+		return "log in"
+	case p.Kind == audit.PurposeSSHSig:
+		return "sign " + orDash(p.Namespace)
+	default:
+		return "sign opaque data"
+	}
+}
+
+// auditPath renders hops as "here → jump.example (fwd) → db.internal";
+// "-" for events that are not requests over a connection.
+func auditPath(r audit.Record) string {
+	if len(r.Path) == 0 && r.Event != audit.EventSign && r.Event != audit.EventList {
+		return "-"
+	}
+	parts := []string{"here"}
+	for _, h := range r.Path {
+		name := cut(h.Fingerprint, 20)
+		if len(h.Names) > 0 {
+			name = h.Names[0]
+		}
+		if h.Forwarded {
+			name += " (fwd)"
+		}
+		parts = append(parts, name)
+	}
+	return strings.Join(parts, " → ")
+}
+
+func auditProcess(c *audit.Client) string {
+	switch {
+	case c == nil:
+		return "-"
+	case c.Chain != "":
+		return c.Chain
+	case c.Exe != "":
+		return fmt.Sprintf("%s (%d)", filepath.Base(c.Exe), c.PID)
+	default:
+		return fmt.Sprintf("pid %d", c.PID)
+	}
+}
+
+// auditRule is the last column: the deciding rule and reason, and for
+// other events their detail (a policy path, an error).
+func auditRule(r audit.Record) string {
+	var parts []string
+	for _, s := range []string{r.Rule, r.Detail, r.Reason} {
+		if s != "" {
+			parts = append(parts, s)
+		}
+	}
+	if len(parts) == 0 {
+		return "-"
+	}
+	return strings.Join(parts, ": ")
+}
+
+func newAuditVerifyCmd(path *string) *cobra.Command {
+	var strict bool
+	cmd := &cobra.Command{
+		Use:   "verify [FILE...]",
+		Short: "Check the audit log's hash chain",
+		Long: `Check the audit log's hash chain: every record carries the SHA-256 of
+the one before it and a sequence number, across rotated files.
+
+With no FILE, checks the log (--audit-log or the default) and its rotated
+files, oldest first; FILEs must be given oldest first. Prints
+"ok: N records in M files" and exits 0, or prints FILE:LINE: what broke
+(edited, removed, reordered, inserted or appended by hand, truncated
+mid-record) and exits 1.
+
+A last line cut short by a crash while it was written (a torn tail) is
+reported and does not fail the check unless --strict: it cannot be told
+apart from a file cut in the middle of its last record.
+
+What it cannot prove: a hash chain has no secret, so someone who can write
+the file can append records with a correct chain or rewrite it from any
+point on, and whole records cut from the end leave a valid chain. Note the
+last hash it prints somewhere else and check later that the chain still
+reaches it.`,
+		Example: `  safe-agent audit verify
+  safe-agent audit verify --audit-log /var/log/safe-agent/audit.jsonl
+  safe-agent audit verify audit.jsonl.2 audit.jsonl.1 audit.jsonl`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runAuditVerify(*path, args, strict, cmd.OutOrStdout())
+		},
+	}
+	cmd.Flags().BoolVar(&strict, "strict", false, "fail on a torn last line too")
+	return cmd
+}
+
+func runAuditVerify(named string, files []string, strict bool, out io.Writer) error {
+	if len(files) == 0 {
+		path, err := auditLogPath(named)
+		if err != nil {
+			return err
+		}
+		if files, err = audit.Files(path); err != nil {
+			return err
+		}
+		if len(files) == 0 {
+			return fmt.Errorf("no audit log at %s: the agent has not written one there yet (if it runs with --audit-log, pass the same --audit-log here)", path)
+		}
+	}
+	rep, err := audit.Verify(files...)
+	if err != nil {
+		return err
+	}
+	for _, t := range rep.Torn {
+		fmt.Fprintln(out, t)
+	}
+	if rep.Break != nil {
+		fmt.Fprintln(out, rep.Break)
+		return exitCodeError{code: 1}
+	}
+	fmt.Fprintln(out, verifySummary(rep))
+	if strict && len(rep.Torn) > 0 {
+		return exitCodeError{code: 1}
+	}
+	return nil
+}
+
+func verifySummary(rep audit.Report) string {
+	plural := func(n int, one string) string {
+		if n == 1 {
+			return fmt.Sprintf("%d %s", n, one)
+		}
+		return fmt.Sprintf("%d %ss", n, one)
+	}
+	s := fmt.Sprintf("ok: %s in %s", plural(rep.Records, "record"), plural(rep.Files, "file"))
+	if rep.Records > 0 {
+		s += fmt.Sprintf("\nchain: seq %d to %d, last hash %s", rep.First, rep.Last, rep.LastHash)
+	}
+	if rep.Continues {
+		s += "\nthe oldest file continues a file that is no longer here (rotated away): records before it are not checked"
+	}
+	return s
+}
