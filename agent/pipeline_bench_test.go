@@ -67,4 +67,3 @@ func BenchmarkSignAudit(b *testing.B) {
 		}
 	}
 }
-
