@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -10,7 +11,10 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -171,6 +175,56 @@ func fzSeeds(t testing.TB) [][]byte {
 	return seeds
 }
 
+// fzListener hands the Server connections made with socketpair(2): no
+// socket file per input, so the fuzzer runs many inputs a second.
+type fzListener struct {
+	conns chan net.Conn
+	done  chan struct{}
+	once  sync.Once
+}
+
+func newFzListener() *fzListener {
+	return &fzListener{conns: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (l *fzListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *fzListener) Close() error   { l.once.Do(func() { close(l.done) }); return nil }
+func (l *fzListener) Addr() net.Addr { return &net.UnixAddr{Name: "fuzz", Net: "unix"} }
+
+// dial makes a connected pair, gives one end to the server and returns
+// the other.
+func (l *fzListener) dial(t testing.TB) net.Conn {
+	t.Helper()
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ends [2]net.Conn
+	for i, fd := range fds {
+		f := os.NewFile(uintptr(fd), "socketpair")
+		c, err := net.FileConn(f)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ends[i] = c
+	}
+	select {
+	case l.conns <- ends[0]:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the server did not accept a connection within 5 s")
+	}
+	return ends[1]
+}
+
 // FuzzServeFrames feeds arbitrary bytes as one connection's stream into a
 // running Server (a fresh one per input, so a lock or a key from one input
 // does not change the next). The server must not panic or hang: the reply
@@ -181,17 +235,33 @@ func FuzzServeFrames(f *testing.F) {
 	for _, s := range fzSeeds(f) {
 		f.Add(s)
 	}
+	dir := f.TempDir()
 	f.Fuzz(func(t *testing.T, stream []byte) {
-		al, err := audit.Open(filepath.Join(t.TempDir(), "audit.jsonl"), audit.Options{})
+		// An audit log of its own per input: its background fsync then
+		// runs at the same point of every input, which keeps coverage
+		// stable enough for the fuzzer to tell new paths from noise.
+		logPath := filepath.Join(dir, "audit.jsonl")
+		al, err := audit.Open(logPath, audit.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
+		defer os.Remove(logPath)
 		defer al.Close()
-		_, sock := ltServer(t, Options{Audit: al})
-		c, err := net.Dial("unix", sock)
-		if err != nil {
-			t.Fatal(err)
-		}
+		srv := New(Options{Audit: al})
+		l := newFzListener()
+		served := make(chan error, 1)
+		go func() { served <- srv.Serve(l) }()
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := srv.Shutdown(ctx); err != nil {
+				t.Errorf("shutdown after the input: %v", err)
+			}
+			if err := <-served; err != nil {
+				t.Errorf("serve: %v", err)
+			}
+		}()
+		c := l.dial(t)
 		defer c.Close()
 		u := fzUnlocks(stream)
 		limit := 5*time.Second + time.Duration(u*(u+1)/2)*100*time.Millisecond
@@ -206,10 +276,7 @@ func FuzzServeFrames(f *testing.F) {
 				t.Fatalf("the server neither answered nor closed the connection within %v (%d-byte input)", limit, len(stream))
 			}
 		}
-		c2, err := net.Dial("unix", sock)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c2 := l.dial(t)
 		defer c2.Close()
 		_ = c2.SetDeadline(time.Now().Add(5 * time.Second))
 		if _, err := sshagent.NewClient(c2).List(); err != nil {

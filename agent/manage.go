@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/safe-agent/safe-agent/agent/audit"
 	"github.com/safe-agent/safe-agent/policy"
 )
 
@@ -161,3 +162,37 @@ func (a *connAgent) manage(name string) ([]byte, error) {
 }
 
 const agentSuccess = 6
+
+// KeyOptions are the settings a key is loaded with outside the agent
+// protocol (keys from the keystore at start).
+type KeyOptions struct {
+	Confirm         bool
+	Allow, Deny     []string
+	MaxForwardDepth *int
+	Lifetime        time.Duration
+	Stored          bool
+}
+
+// AddKey loads a held key into the agent, e.g. one read from the keystore
+// at start. The key is destroyed if it cannot be added.
+func (s *Server) AddKey(k PrivateKey, comment string, o KeyOptions) (KeyInfo, error) {
+	if err := policy.CheckSettings(policy.Settings{Allow: o.Allow, Deny: o.Deny, MaxForwardDepth: o.MaxForwardDepth}); err != nil {
+		k.Destroy()
+		return KeyInfo{}, fmt.Errorf("stored settings: %w", err)
+	}
+	pub := k.PublicKey()
+	now := s.now()
+	id := &Identity{
+		Public: pub, Blob: string(pub.Marshal()), Comment: comment, Fingerprint: ssh.FingerprintSHA256(pub),
+		Confirm: o.Confirm, Stored: o.Stored, Added: now, key: k,
+		Settings: IdentitySettings{Allow: o.Allow, Deny: o.Deny, MaxForwardDepth: o.MaxForwardDepth},
+	}
+	if o.Lifetime > 0 {
+		id.Expires = now.Add(o.Lifetime)
+	} else if s.opts.DefaultLifetime > 0 {
+		id.Expires = now.Add(s.opts.DefaultLifetime)
+	}
+	s.keys.add(id)
+	s.auditEvent(audit.Record{Event: "add", Decision: "allowed", Key: auditKey(id), Detail: fmt.Sprintf("from keystore; confirm %v", id.Confirm)})
+	return s.keyInfo(id), nil
+}

@@ -7,10 +7,12 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/safe-agent/safe-agent/agent"
 	"github.com/safe-agent/safe-agent/agent/audit"
+	"github.com/safe-agent/safe-agent/keystore"
 	"github.com/safe-agent/safe-agent/policy"
 )
 
@@ -19,8 +21,14 @@ type daemon struct {
 	server *agent.Server
 	policy *agent.PolicyHolder
 	audit  *audit.Log
+	vault  *keystore.Vault
+	store  keystore.Store
 	log    *slog.Logger
 	cancel context.CancelFunc
+	loaded chan struct{} // closed once stored keys were loaded (or there are none to load)
+
+	mu    sync.Mutex
+	notes []string
 }
 
 // policyPath resolves --policy, then SAFE_AGENT_POLICY, then the default.
@@ -79,6 +87,22 @@ func setupDaemon(ctx context.Context, cfg serveConfig, logger *slog.Logger) (*da
 		logger.Warn("policy", "warning", w)
 	}
 
+	// Private keys live in locked, non-dumpable memory between signatures.
+	v, err := keystore.NewVault(logger, keystore.VaultOptions{AllowUnlocked: cfg.allowUnlocked})
+	if err != nil {
+		return nil, err
+	}
+	d.vault = v
+	if !v.Locked() {
+		logger.Warn("private keys are NOT in locked memory (--allow-unlocked-memory): they may be swapped to disk; raise the memlock limit (ulimit -l, or LimitMEMLOCK= in the systemd unit)")
+	}
+	switch cfg.keystore {
+	case "keyring":
+		d.store = keystore.NewKeyring("safe-agent", 10*time.Second, logger)
+	default:
+		d.store = keystore.NewMemory()
+	}
+
 	d.server = agent.New(agent.Options{
 		Logger:          logger,
 		Debug:           cfg.debug,
@@ -86,13 +110,92 @@ func setupDaemon(ctx context.Context, cfg serveConfig, logger *slog.Logger) (*da
 		AllowRoot:       cfg.allowRoot,
 		Policy:          ph,
 		Audit:           al,
+		Seal: func(priv any) (agent.PrivateKey, error) {
+			return v.Seal(priv)
+		},
+		Info: agent.StatusInfo{Socket: cfg.socket, Keystore: cfg.keystore, MemoryLocked: v.Locked(), AuditLog: auditPath, Notes: d.currentNotes},
 	})
 	wctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
 	go ph.Watch(wctx, time.Second)
+	d.loaded = make(chan struct{})
+	go d.loadStoredKeys(wctx)
 	al.Append(audit.Record{Event: "start", Detail: fmt.Sprintf("pid %d, socket %s, policy %s", os.Getpid(), cfg.socket, pp)})
 	ok = true
 	return d, nil
+}
+
+func (d *daemon) setNotes(n ...string) {
+	d.mu.Lock()
+	d.notes = n
+	d.mu.Unlock()
+}
+
+func (d *daemon) currentNotes() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]string(nil), d.notes...)
+}
+
+// loadStoredKeys loads every key from the keystore into the agent. When
+// the keyring cannot be reached (no Secret Service, locked), it says so
+// once, keeps the agent serving ssh-add keys, and tries again until the
+// keyring is available.
+func (d *daemon) loadStoredKeys(ctx context.Context) {
+	defer close(d.loaded)
+	if d.store.Name() == "none" {
+		return
+	}
+	warned := ""
+	for {
+		lctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		keys, problems, err := d.store.Load(lctx)
+		cancel()
+		if err == nil {
+			d.addStored(keys, problems)
+			d.setNotes()
+			return
+		}
+		msg := err.Error()
+		if msg != warned {
+			d.log.Warn("stored keys not loaded: "+msg+"; keys added with ssh-add still work, and stored keys load as soon as the keyring is available (or run with --keystore none)", "retry", "every 10s")
+			warned = msg
+		}
+		d.setNotes("stored keys not loaded: " + msg)
+		if !errors.Is(err, keystore.ErrUnavailable) {
+			d.log.Error("keystore", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(10 * time.Second):
+		}
+	}
+}
+
+func (d *daemon) addStored(keys []keystore.StoredKey, problems []error) {
+	for _, p := range problems {
+		d.log.Warn("stored key skipped", "problem", p.Error())
+	}
+	n := 0
+	for i := range keys {
+		k := &keys[i]
+		lk, err := d.vault.SealStored(k)
+		clear(k.PrivateKeyPEM)
+		if err != nil {
+			d.log.Warn("stored key not loaded", "fingerprint", k.Fingerprint, "comment", k.Comment, "err", err)
+			continue
+		}
+		s := k.Settings
+		info, err := d.server.AddKey(lk, k.Comment, agent.KeyOptions{Confirm: s.Confirm, Allow: s.Allow, Deny: s.Deny, MaxForwardDepth: s.MaxForwardDepth, Lifetime: s.Lifetime, Stored: true})
+		if err != nil {
+			d.log.Warn("stored key not loaded", "fingerprint", k.Fingerprint, "comment", k.Comment, "err", err)
+			continue
+		}
+		n++
+		d.log.Info("stored key loaded", "fingerprint", info.Fingerprint, "comment", info.Comment, "type", info.Type, "confirm", info.Confirm)
+	}
+	d.log.Info("keys loaded from the keystore", "count", n, "keystore", d.store.Name())
 }
 
 func (d *daemon) reload(why string) {
@@ -105,10 +208,16 @@ func (d *daemon) close() {
 	if d.cancel != nil {
 		d.cancel()
 	}
+	if d.loaded != nil {
+		<-d.loaded
+	}
 	if d.audit != nil {
 		_ = d.audit.Append(audit.Record{Event: "stop", Detail: fmt.Sprintf("pid %d", os.Getpid())})
 		if err := d.audit.Close(); err != nil {
 			d.log.Error("close audit log", "err", err)
 		}
+	}
+	if d.vault != nil {
+		d.vault.Close() // wipes every key slot
 	}
 }

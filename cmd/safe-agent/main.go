@@ -52,6 +52,9 @@ forwarded agents) and is written to an audit log.`,
 	root.AddCommand(
 		newServeCmd(),
 		newSSHAgentCmd(),
+		newAddCmd(),
+		newListCmd(),
+		newRemoveCmd(),
 		newPolicyCmd(),
 		newAuditCmd(),
 	)

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/safe-agent/safe-agent/agent"
+	"github.com/safe-agent/safe-agent/keystore"
 )
 
 // serveConfig is everything `serve` (and the ssh-agent drop-in) needs.
@@ -92,6 +93,11 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer, pr
 		level = slog.LevelDebug
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	// As OpenSSH's agent: no core files, not dumpable, not ptrace-able by
+	// other processes of the same user.
+	if err := keystore.Harden(); err != nil {
+		logger.Warn("could not harden the process", "err", err)
+	}
 	// x/crypto's agent server logs protocol errors with the standard
 	// logger; our own log says what matters, with context.
 	log.SetOutput(io.Discard)

@@ -1,0 +1,516 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/crypto/ssh"
+	sshagent "golang.org/x/crypto/ssh/agent"
+	"golang.org/x/term"
+
+	"github.com/safe-agent/safe-agent/agent"
+	"github.com/safe-agent/safe-agent/keystore"
+)
+
+// agentSocket is where the CLI finds the running agent: --socket, then
+// SSH_AUTH_SOCK, then the default path.
+func agentSocket(flag string) string {
+	if flag != "" {
+		return flag
+	}
+	if s := os.Getenv("SSH_AUTH_SOCK"); s != "" {
+		return s
+	}
+	return agent.DefaultSocketPath()
+}
+
+// dialAgent connects to a running agent; nil when none answers.
+func dialAgent(socket string) (sshagent.ExtendedAgent, net.Conn) {
+	c, err := net.DialTimeout("unix", socket, 2*time.Second)
+	if err != nil {
+		return nil, nil
+	}
+	return sshagent.NewClient(c).(sshagent.ExtendedAgent), c
+}
+
+// agentJSON calls one of safe-agent's own extensions.
+func agentJSON(ag sshagent.ExtendedAgent, ext string, v any) error {
+	res, err := ag.Extension(ext, nil)
+	if err != nil {
+		if errors.Is(err, sshagent.ErrExtensionUnsupported) {
+			return errors.New("the agent on this socket is not safe-agent (or refused the request)")
+		}
+		return err
+	}
+	if len(res) == 0 {
+		return errors.New("empty reply from agent")
+	}
+	return json.Unmarshal(res[1:], v)
+}
+
+func newKeystore(name string) (keystore.Store, error) {
+	switch name {
+	case "keyring":
+		return keystore.NewKeyring("safe-agent", 10*time.Second, nil), nil
+	case "none":
+		return keystore.NewMemory(), nil
+	}
+	return nil, fmt.Errorf("--keystore %q: use keyring or none", name)
+}
+
+type addFlags struct {
+	confirm  bool
+	allow    []string
+	deny     []string
+	maxDepth int
+	lifetime time.Duration
+	comment  string
+	noStore  bool
+	socket   string
+	keystore string
+}
+
+func newAddCmd() *cobra.Command {
+	var f addFlags
+	cmd := &cobra.Command{
+		Use:   "add [flags] KEYFILE...",
+		Short: "Store keys in the OS keyring and load them into the agent",
+		Long: `Reads private key files (OpenSSH, PEM or PKCS#8; passphrase-protected ones
+ask for the passphrase on the terminal, or through SSH_ASKPASS without one),
+stores each key with its settings in the OS keyring (unless --no-store), and
+loads it into the running agent. Stored keys load again whenever the agent
+starts. The settings are enforced together with the policy file: the
+stricter wins.`,
+		Example: `  safe-agent add ~/.ssh/id_ed25519 --confirm
+  safe-agent add ~/.ssh/work_key --allow jump.example --allow 'jump.example>*.internal' --max-forward-depth 1
+  safe-agent add --no-store --lifetime 1h ~/.ssh/id_ecdsa`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runAdd(cmd.Context(), f, args, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	fl := cmd.Flags()
+	fl.BoolVar(&f.confirm, "confirm", false, "ask before every use of the key")
+	fl.StringArrayVar(&f.allow, "allow", nil, "destination the key may be used for (repeatable): host, glob, [host]:port, SHA256:fingerprint, or a>b")
+	fl.StringArrayVar(&f.deny, "deny", nil, "destination the key must never be used for (repeatable)")
+	fl.IntVar(&f.maxDepth, "max-forward-depth", -1, "how many forwarding hops the key may be used through (0 = never through a forwarded agent)")
+	fl.DurationVar(&f.lifetime, "lifetime", 0, "unload the key after this long, e.g. 8h (0 = until removed)")
+	fl.StringVar(&f.comment, "comment", "", "comment to store with the key (default: the key's own)")
+	fl.BoolVar(&f.noStore, "no-store", false, "load into the running agent only; do not store in the keyring")
+	fl.StringVar(&f.socket, "socket", "", "agent socket (default $SSH_AUTH_SOCK)")
+	fl.StringVar(&f.keystore, "keystore", "keyring", "where to store keys: keyring or none")
+	return cmd
+}
+
+func runAdd(ctx context.Context, f addFlags, files []string, stdout, stderr io.Writer) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	settings := keystore.Settings{Confirm: f.confirm, Allow: f.allow, Deny: f.deny, Lifetime: f.lifetime}
+	if f.maxDepth >= 0 {
+		d := f.maxDepth
+		settings.MaxForwardDepth = &d
+	}
+	var store keystore.Store
+	if !f.noStore {
+		s, err := newKeystore(f.keystore)
+		if err != nil {
+			return err
+		}
+		store = s
+	}
+	socket := agentSocket(f.socket)
+	ag, conn := dialAgent(socket)
+	if conn != nil {
+		defer conn.Close()
+	}
+	if ag == nil && f.noStore {
+		return fmt.Errorf("no agent answers on %s and --no-store was given: start it with `safe-agent serve` (or set SSH_AUTH_SOCK)", socket)
+	}
+	failed := 0
+	for _, file := range files {
+		if err := addOne(ctx, file, f, settings, store, ag, stdout); err != nil {
+			fmt.Fprintf(stderr, "safe-agent add: %v\n", err)
+			failed++
+		}
+	}
+	if ag == nil {
+		fmt.Fprintf(stdout, "No agent answers on %s: stored keys load when it starts (`safe-agent serve`).\n", socket)
+	}
+	if failed > 0 {
+		return exitCodeError{code: 1}
+	}
+	return nil
+}
+
+func addOne(ctx context.Context, file string, f addFlags, settings keystore.Settings, store keystore.Store, ag sshagent.ExtendedAgent, stdout io.Writer) error {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", file, err)
+	}
+	defer clear(data)
+	priv, comment, err := keystore.ParsePrivateKeyFile(file, data, passphraseAsker(file))
+	if err != nil {
+		return err
+	}
+	if f.comment != "" {
+		comment = f.comment
+	}
+	if comment == "" {
+		comment = pubComment(file)
+	}
+	sk, err := keystore.NewStoredKey(priv, comment, settings, time.Now())
+	if err != nil {
+		return fmt.Errorf("%s: %w", file, err)
+	}
+	defer clear(sk.PrivateKeyPEM)
+	what := []string{}
+	if store != nil && store.Name() != "none" {
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := store.Put(sctx, sk)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("store %s in the keyring: %w\n(use --no-store to load it into the agent for this session only)", file, err)
+		}
+		what = append(what, "stored in the keyring")
+	}
+	if ag != nil {
+		ks := agent.KeySettingsConstraint{Allow: settings.Allow, Deny: settings.Deny, MaxForwardDepth: settings.MaxForwardDepth, Stored: len(what) > 0}
+		details, _ := json.Marshal(ks)
+		ak := sshagent.AddedKey{PrivateKey: priv, Comment: comment, ConfirmBeforeUse: settings.Confirm,
+			ConstraintExtensions: []sshagent.ConstraintExtension{{ExtensionName: agent.ExtKeySettings, ExtensionDetails: details}}}
+		if settings.Lifetime > 0 {
+			ak.LifetimeSecs = uint32(settings.Lifetime / time.Second)
+		}
+		if err := ag.Add(ak); err != nil {
+			return fmt.Errorf("load %s into the agent: %w (is the agent on SSH_AUTH_SOCK safe-agent, and unlocked?)", file, err)
+		}
+		what = append(what, "loaded into the agent")
+	}
+	fmt.Fprintf(stdout, "%s %s (%s): %s\n", sk.Fingerprint, comment, keyTypeOf(priv), strings.Join(what, ", "))
+	if s := settingsText(settings.Confirm, settings.Allow, settings.Deny, settings.MaxForwardDepth, settings.Lifetime); s != "" {
+		fmt.Fprintf(stdout, "  %s\n", s)
+	}
+	return nil
+}
+
+func keyTypeOf(priv any) string {
+	s, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		return "?"
+	}
+	return s.PublicKey().Type()
+}
+
+// pubComment is the comment of KEYFILE.pub, or the file's name: an
+// encrypted OpenSSH key does not reveal its comment before decryption.
+func pubComment(file string) string {
+	if b, err := os.ReadFile(file + ".pub"); err == nil {
+		if _, c, _, _, err := ssh.ParseAuthorizedKey(b); err == nil && c != "" {
+			return c
+		}
+	}
+	return filepath.Base(file)
+}
+
+func settingsText(confirm bool, allow, deny []string, depth *int, lifetime time.Duration) string {
+	var parts []string
+	if confirm {
+		parts = append(parts, "confirm every use")
+	}
+	if len(allow) > 0 {
+		parts = append(parts, "allow "+strings.Join(allow, ", "))
+	}
+	if len(deny) > 0 {
+		parts = append(parts, "deny "+strings.Join(deny, ", "))
+	}
+	if depth != nil {
+		parts = append(parts, fmt.Sprintf("max forward depth %d", *depth))
+	}
+	if lifetime > 0 {
+		parts = append(parts, "lifetime "+lifetime.String())
+	}
+	return strings.Join(parts, "; ")
+}
+
+// passphraseAsker asks on the terminal, or through SSH_ASKPASS when there
+// is no terminal, as ssh-add does.
+func passphraseAsker(file string) func() ([]byte, error) {
+	return func() ([]byte, error) {
+		prompt := fmt.Sprintf("Enter passphrase for %s: ", file)
+		if tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0); err == nil {
+			defer tty.Close()
+			fmt.Fprint(tty, prompt)
+			p, err := term.ReadPassword(int(tty.Fd()))
+			fmt.Fprintln(tty)
+			if err != nil {
+				return nil, fmt.Errorf("read passphrase: %w", err)
+			}
+			return p, nil
+		}
+		askpass := os.Getenv("SSH_ASKPASS")
+		if askpass == "" {
+			return nil, fmt.Errorf("%s is protected by a passphrase and there is no terminal to ask on: run this from a terminal, or set SSH_ASKPASS", file)
+		}
+		out, err := exec.Command(askpass, prompt).Output()
+		if err != nil {
+			return nil, fmt.Errorf("%s: passphrase program %s: %w", file, askpass, err)
+		}
+		return bytes.TrimRight(out, "\r\n"), nil
+	}
+}
+
+type listFlags struct {
+	json     bool
+	socket   string
+	keystore string
+}
+
+// listedKey merges what the agent holds and what the keystore keeps.
+type listedKey struct {
+	agent.KeyInfo
+	InStore bool `json:"in_keystore"`
+	Loaded  bool `json:"loaded"`
+}
+
+func newListCmd() *cobra.Command {
+	var f listFlags
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List keys: loaded in the agent and stored in the keyring, with their settings",
+		Example: `  safe-agent list
+  safe-agent list --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runList(cmd.Context(), f, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	cmd.Flags().BoolVar(&f.json, "json", false, "print JSON")
+	cmd.Flags().StringVar(&f.socket, "socket", "", "agent socket (default $SSH_AUTH_SOCK)")
+	cmd.Flags().StringVar(&f.keystore, "keystore", "keyring", "keystore to read: keyring or none")
+	return cmd
+}
+
+// collectKeys gathers keys from the agent and the keystore; problems are
+// reported as notes, not errors, so one unreachable side still lists.
+func collectKeys(ctx context.Context, socket, storeName string) ([]listedKey, []string) {
+	var notes []string
+	byFP := map[string]*listedKey{}
+	var order []string
+	if ag, conn := dialAgent(socket); ag != nil {
+		defer conn.Close()
+		var infos []agent.KeyInfo
+		if err := agentJSON(ag, agent.ExtList, &infos); err != nil {
+			notes = append(notes, fmt.Sprintf("agent on %s: %v", socket, err))
+		}
+		for _, ki := range infos {
+			k := &listedKey{KeyInfo: ki, Loaded: true}
+			byFP[ki.Fingerprint] = k
+			order = append(order, ki.Fingerprint)
+		}
+	} else {
+		notes = append(notes, fmt.Sprintf("no agent answers on %s", socket))
+	}
+	if store, err := newKeystore(storeName); err == nil && store.Name() != "none" {
+		lctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		keys, problems, err := store.Load(lctx)
+		cancel()
+		if err != nil {
+			notes = append(notes, "keyring: "+err.Error())
+		}
+		for _, p := range problems {
+			notes = append(notes, p.Error())
+		}
+		for i := range keys {
+			sk := &keys[i]
+			k, ok := byFP[sk.Fingerprint]
+			if !ok {
+				k = &listedKey{KeyInfo: agent.KeyInfo{Fingerprint: sk.Fingerprint, Comment: sk.Comment, Type: pemKeyType(sk.PrivateKeyPEM),
+					Confirm: sk.Settings.Confirm, Allow: sk.Settings.Allow, Deny: sk.Settings.Deny, MaxForwardDepth: sk.Settings.MaxForwardDepth}}
+				byFP[sk.Fingerprint] = k
+				order = append(order, sk.Fingerprint)
+			}
+			k.InStore = true
+			clear(sk.PrivateKeyPEM)
+		}
+	}
+	out := make([]listedKey, 0, len(order))
+	for _, fp := range order {
+		out = append(out, *byFP[fp])
+	}
+	return out, notes
+}
+
+func pemKeyType(pemBytes []byte) string {
+	s, err := ssh.ParsePrivateKey(pemBytes)
+	if err != nil {
+		return "?"
+	}
+	return s.PublicKey().Type()
+}
+
+func runList(ctx context.Context, f listFlags, stdout, stderr io.Writer) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	keys, notes := collectKeys(ctx, agentSocket(f.socket), f.keystore)
+	for _, n := range notes {
+		fmt.Fprintln(stderr, "note:", n)
+	}
+	if f.json {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(keys)
+	}
+	if len(keys) == 0 {
+		fmt.Fprintln(stdout, "No keys loaded or stored.")
+		return nil
+	}
+	printKeyTable(stdout, keys)
+	return nil
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func printKeyTable(w io.Writer, keys []listedKey) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "FINGERPRINT\tTYPE\tCOMMENT\tSTORED\tLOADED\tSETTINGS")
+	for _, k := range keys {
+		var lifetime time.Duration
+		if !k.Expires.IsZero() {
+			lifetime = time.Until(k.Expires).Round(time.Second)
+		}
+		s := settingsText(k.Confirm, k.Allow, k.Deny, k.MaxForwardDepth, lifetime)
+		if k.Restricted != "" {
+			s = strings.TrimPrefix(s+"; ssh-add -h "+k.Restricted, "; ")
+		}
+		if s == "" {
+			s = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", k.Fingerprint, k.Type, k.Comment, yesNo(k.InStore), yesNo(k.Loaded), s)
+	}
+	tw.Flush()
+}
+
+func newRemoveCmd() *cobra.Command {
+	var socket, storeName string
+	cmd := &cobra.Command{
+		Use:   "remove KEY...",
+		Short: "Remove keys from the agent and from the keyring",
+		Long: `Removes each KEY, named by fingerprint (SHA256:…), comment, or key file
+(private or .pub), from the running agent and from the keyring.`,
+		Example: `  safe-agent remove SHA256:3q2+7w...
+  safe-agent remove work-laptop
+  safe-agent remove ~/.ssh/id_ed25519`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runRemove(cmd.Context(), socket, storeName, args, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	cmd.Flags().StringVar(&socket, "socket", "", "agent socket (default $SSH_AUTH_SOCK)")
+	cmd.Flags().StringVar(&storeName, "keystore", "keyring", "keystore: keyring or none")
+	return cmd
+}
+
+// keyFileFingerprint reads a key file's fingerprint from its public half.
+func keyFileFingerprint(file string) (string, bool) {
+	for _, p := range []string{file, file + ".pub"} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		if pk, _, _, _, err := ssh.ParseAuthorizedKey(b); err == nil {
+			return ssh.FingerprintSHA256(pk), true
+		}
+		if s, err := ssh.ParsePrivateKey(b); err == nil {
+			return ssh.FingerprintSHA256(s.PublicKey()), true
+		}
+	}
+	return "", false
+}
+
+func runRemove(ctx context.Context, socket, storeName string, names []string, stdout, stderr io.Writer) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	socket = agentSocket(socket)
+	keys, notes := collectKeys(ctx, socket, storeName)
+	failed := 0
+	for _, name := range names {
+		var matches []listedKey
+		fp, isFile := keyFileFingerprint(name)
+		for _, k := range keys {
+			if (isFile && k.Fingerprint == fp) || k.Fingerprint == name || k.Comment == name {
+				matches = append(matches, k)
+			}
+		}
+		switch {
+		case len(matches) == 0:
+			fmt.Fprintf(stderr, "safe-agent remove: %s: no such key in the agent or the keyring (see `safe-agent list`)\n", name)
+			for _, n := range notes {
+				fmt.Fprintln(stderr, "note:", n)
+			}
+			failed++
+			continue
+		case len(matches) > 1:
+			fmt.Fprintf(stderr, "safe-agent remove: %s names %d keys; use the fingerprint\n", name, len(matches))
+			failed++
+			continue
+		}
+		k := matches[0]
+		var done []string
+		if k.Loaded {
+			ag, conn := dialAgent(socket)
+			if ag == nil {
+				fmt.Fprintf(stderr, "safe-agent remove: %s: agent on %s went away\n", name, socket)
+				failed++
+				continue
+			}
+			pk, _, _, _, err := ssh.ParseAuthorizedKey([]byte(k.PublicKey))
+			if err == nil {
+				err = ag.Remove(pk)
+			}
+			conn.Close()
+			if err != nil {
+				fmt.Fprintf(stderr, "safe-agent remove: %s: remove from agent: %v\n", name, err)
+				failed++
+				continue
+			}
+			done = append(done, "removed from the agent")
+		}
+		if k.InStore {
+			store, _ := newKeystore(storeName)
+			dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			err := store.Delete(dctx, k.Fingerprint)
+			cancel()
+			if err != nil {
+				fmt.Fprintf(stderr, "safe-agent remove: %s: delete from the keyring: %v\n", name, err)
+				failed++
+				continue
+			}
+			done = append(done, "deleted from the keyring")
+		}
+		fmt.Fprintf(stdout, "%s %s: %s\n", k.Fingerprint, k.Comment, strings.Join(done, ", "))
+	}
+	if failed > 0 {
+		return exitCodeError{code: 1}
+	}
+	return nil
+}
