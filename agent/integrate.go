@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"fmt"
 	"strings"
 
 	"golang.org/x/crypto/ssh"
@@ -158,15 +157,3 @@ func (s *Server) pathText(hops []Hop, bindFailed bool) string {
 	}
 	return b.String()
 }
-
-// confirm asks the person. Until a prompt program is configured, a
-// confirm decision is a refusal that says so: never a silent signature.
-func (s *Server) confirm(a *connAgent, r *signRequest) error {
-	return &refusal{r.decision.Rule, fmt.Sprintf("%s; confirmation is required but no prompt is available, so the request is refused", strings.TrimSuffix(r.decision.Reason, "."))}
-}
-
-// forget clears every remembered confirmation; it returns how many.
-func (s *Server) forget() int { return 0 }
-
-// forgetKey clears remembered confirmations of one key.
-func (s *Server) forgetKey(fingerprint string) {}

@@ -64,6 +64,7 @@ func (a *connAgent) sign(blob, data []byte, flags sshagent.SignatureFlags) (*ssh
 		r.sig = nil
 		err = aerr
 	}
+	a.srv.notifyOutcome(a, r, err)
 	if err != nil {
 		a.logRefusal(r, err)
 		return nil, err

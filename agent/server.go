@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/safe-agent/safe-agent/agent/audit"
+	"github.com/safe-agent/safe-agent/notify"
 	"github.com/safe-agent/safe-agent/policy"
 )
 
@@ -48,6 +49,11 @@ type Options struct {
 	Audit *audit.Log
 	// Info is shown by `safe-agent status`.
 	Info StatusInfo
+	// PromptEnv is the graphical session the agent runs in, for prompt
+	// programs (DISPLAY, WAYLAND_DISPLAY, SSH_ASKPASS, PATH…).
+	PromptEnv notify.Env
+	// Notifier tells the person about uses and refusals; nil: no notices.
+	Notifier notify.Notifier
 }
 
 // DefaultMaxConns is the default bound on concurrent client connections.
@@ -83,6 +89,11 @@ type Server struct {
 	sem       chan struct{}
 	nextConn  atomic.Uint64
 	stopReap  chan struct{}
+
+	askMu     sync.Mutex
+	asker     *notify.Asker
+	askerKey  string
+	clientEnv atomic.Pointer[notify.Env]
 	reapDone  chan struct{}
 }
 

@@ -13,19 +13,21 @@ import (
 	"github.com/safe-agent/safe-agent/agent"
 	"github.com/safe-agent/safe-agent/agent/audit"
 	"github.com/safe-agent/safe-agent/keystore"
+	"github.com/safe-agent/safe-agent/notify"
 	"github.com/safe-agent/safe-agent/policy"
 )
 
 // daemon is a configured agent and what it owns.
 type daemon struct {
-	server *agent.Server
-	policy *agent.PolicyHolder
-	audit  *audit.Log
-	vault  *keystore.Vault
-	store  keystore.Store
-	log    *slog.Logger
-	cancel context.CancelFunc
-	loaded chan struct{} // closed once stored keys were loaded (or there are none to load)
+	server   *agent.Server
+	policy   *agent.PolicyHolder
+	audit    *audit.Log
+	vault    *keystore.Vault
+	notifier *notify.DesktopNotifier
+	store    keystore.Store
+	log      *slog.Logger
+	cancel   context.CancelFunc
+	loaded   chan struct{} // closed once stored keys were loaded (or there are none to load)
 
 	mu    sync.Mutex
 	notes []string
@@ -103,7 +105,17 @@ func setupDaemon(ctx context.Context, cfg serveConfig, logger *slog.Logger) (*da
 		d.store = keystore.NewMemory()
 	}
 
+	// The notifier sends whatever the agent passes it; the policy's
+	// notify setting (reloadable) filters in the agent.
+	n, err := notify.NewNotifier(notify.NotifyAlways, logger)
+	if err != nil {
+		return nil, err
+	}
+	d.notifier = n
+
 	d.server = agent.New(agent.Options{
+		PromptEnv:       notify.EnvFromList(os.Environ()),
+		Notifier:        n,
 		Logger:          logger,
 		Debug:           cfg.debug,
 		DefaultLifetime: cfg.lifetime,
@@ -219,5 +231,8 @@ func (d *daemon) close() {
 	}
 	if d.vault != nil {
 		d.vault.Close() // wipes every key slot
+	}
+	if d.notifier != nil {
+		d.notifier.Close()
 	}
 }

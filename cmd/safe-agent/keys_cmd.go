@@ -514,3 +514,32 @@ func runRemove(ctx context.Context, socket, storeName string, names []string, st
 	}
 	return nil
 }
+
+func newForgetCmd() *cobra.Command {
+	var socket string
+	cmd := &cobra.Command{
+		Use:   "forget",
+		Short: "Clear every remembered confirmation",
+		Long: `A yes to a confirmation prompt may be remembered for a while (the policy's
+"remember"). forget clears them all, so the next use of any key asks again.
+Locking the agent and removing a key clear them too.`,
+		Example: `  safe-agent forget`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			socket = agentSocket(socket)
+			ag, conn := dialAgent(socket)
+			if ag == nil {
+				return fmt.Errorf("no agent answers on %s: is safe-agent running (and SSH_AUTH_SOCK set)?", socket)
+			}
+			defer conn.Close()
+			var res map[string]int
+			if err := agentJSON(ag, agent.ExtForget, &res); err != nil {
+				return fmt.Errorf("forget: %w", err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Forgot %d remembered confirmation(s).\n", res["forgotten"])
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&socket, "socket", "", "agent socket (default $SSH_AUTH_SOCK)")
+	return cmd
+}

@@ -55,6 +55,7 @@ forwarded agents) and is written to an audit log.`,
 		newAddCmd(),
 		newListCmd(),
 		newRemoveCmd(),
+		newForgetCmd(),
 		newPolicyCmd(),
 		newAuditCmd(),
 	)

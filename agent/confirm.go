@@ -1,0 +1,223 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/safe-agent/safe-agent/agent/audit"
+	"github.com/safe-agent/safe-agent/notify"
+	"github.com/safe-agent/safe-agent/policy"
+)
+
+// askerFor returns the Asker for the policy's prompt settings. A policy
+// reload that changes the prompt program or its timeout gets a new Asker
+// (and so forgets remembered answers, which were given for the old one).
+func (s *Server) askerFor(pol *policy.Policy) *notify.Asker {
+	kind := pol.Prompt()
+	if kind == "" {
+		kind = "auto"
+	}
+	timeout := pol.ConfirmTimeout()
+	if timeout <= 0 {
+		timeout = policy.DefaultConfirmTimeout
+	}
+	key := kind + "|" + timeout.String()
+	s.askMu.Lock()
+	defer s.askMu.Unlock()
+	if s.asker != nil && s.askerKey == key {
+		return s.asker
+	}
+	c := &envConfirmer{srv: s, kind: kind}
+	s.asker = notify.NewAsker(c, notify.AskerOptions{Timeout: timeout, Notifier: s.opts.Notifier, Logger: s.log, Now: s.now})
+	s.askerKey = key
+	return s.asker
+}
+
+// envConfirmer builds the prompt program's confirmer at each prompt, with
+// the agent's graphical session variables or, when the agent has none
+// (started by systemd without `import-environment`), those of the client
+// that asked. The client runs as the same user on this machine, so it
+// could reach that display anyway; SSH_ASKPASS and PATH are never taken
+// from it.
+type envConfirmer struct {
+	srv  *Server
+	kind string
+}
+
+func (c *envConfirmer) Confirm(ctx context.Context, text string) (bool, error) {
+	env := c.srv.opts.PromptEnv
+	if !env.HasDisplay() {
+		if ce := c.srv.clientEnv.Load(); ce != nil {
+			env = env.WithDisplayFrom(*ce)
+		}
+	}
+	conf, err := notify.NewConfirmer(c.kind, env, c.srv.log)
+	if err != nil {
+		return false, err
+	}
+	return conf.Confirm(ctx, text)
+}
+
+// readClientEnv reads the display variables of a local client process.
+func readClientEnv(pid int) *notify.Env {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
+	if err != nil {
+		return nil
+	}
+	var list []string
+	for _, kv := range strings.Split(string(b), "\x00") {
+		switch strings.SplitN(kv, "=", 2)[0] {
+		case "DISPLAY", "WAYLAND_DISPLAY", "XAUTHORITY", "DBUS_SESSION_BUS_ADDRESS", "XDG_RUNTIME_DIR":
+			list = append(list, kv)
+		}
+	}
+	e := notify.EnvFromList(list)
+	if !e.HasDisplay() {
+		return nil
+	}
+	return &e
+}
+
+var pidInChain = regexp.MustCompile(` \(\d+\)`)
+
+// programIdentity is the requesting program without process ids, so a
+// remembered yes covers the next `git push` (a new ssh process) too.
+func programIdentity(p Peer) string {
+	return p.Exe + " | " + pidInChain.ReplaceAllString(p.Chain, "")
+}
+
+// purposeText says what a signature is for, as prompts and notices show it.
+func (s *Server) purposeText(r *signRequest) string {
+	switch r.what.Kind {
+	case SignLogin:
+		dest := "an unknown host"
+		if n := len(r.hops); n > 0 {
+			dest = s.hopName(r.hops[n-1])
+		}
+		return notify.PurposeLogin(r.what.User, dest)
+	case SignSSHSIG:
+		return notify.PurposeSSHSIG(r.what.Namespace)
+	}
+	return notify.PurposeOpaque()
+}
+
+func (s *Server) pathList(hops []Hop) []string {
+	out := []string{"here"}
+	for _, h := range hops {
+		n := s.hopName(h)
+		if h.Forwarded {
+			n += " (forwarded)"
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+// confirm asks the person at the desktop and waits for the answer. No
+// answer, an error or no way to ask is a refusal.
+func (s *Server) confirm(a *connAgent, r *signRequest) error {
+	pol := s.policy()
+	asker := s.askerFor(pol)
+	if !s.opts.PromptEnv.HasDisplay() {
+		if ce := readClientEnv(a.peer.PID); ce != nil {
+			s.clientEnv.Store(ce)
+		}
+	}
+	path := s.pathText(r.hops, r.bindFailed)
+	purpose := s.purposeText(r)
+	q := notify.Question{
+		KeyFingerprint: r.id.Fingerprint,
+		Scope:          path + "\x00" + purpose + "\x00" + programIdentity(a.peer),
+		FatigueScope:   path,
+		Prompt: notify.Prompt{
+			KeyComment: r.id.Comment, KeyFingerprint: r.id.Fingerprint,
+			Purpose: purpose, Path: s.pathList(r.hops), Process: a.peer.Chain,
+			Reason: r.decision.Reason,
+		},
+		Remember: r.decision.Remember,
+	}
+	ctx, stop := a.conn.untilHangup()
+	ans := asker.Ask(ctx, q)
+	stop()
+	r.prompt = &audit.Prompt{Outcome: string(ans.Outcome), WaitMS: ans.Waited.Milliseconds()}
+	if ans.Yes {
+		return nil
+	}
+	why := string(ans.Outcome)
+	switch ans.Outcome {
+	case notify.OutcomeNo:
+		why = "the person said no"
+	case notify.OutcomeTimeout:
+		why = "nobody answered in time"
+	case notify.OutcomeCancelled:
+		why = "the client went away before an answer"
+	}
+	if ans.Err != nil && ans.Outcome != notify.OutcomeNo {
+		why += ": " + ans.Err.Error()
+	}
+	return &refusal{r.decision.Rule, fmt.Sprintf("%s; not confirmed (%s)", strings.TrimSuffix(r.decision.Reason, "."), why)}
+}
+
+// forget clears every remembered confirmation; it returns how many.
+func (s *Server) forget() int {
+	s.askMu.Lock()
+	a := s.asker
+	s.askMu.Unlock()
+	if a == nil {
+		return 0
+	}
+	return a.Forget()
+}
+
+// forgetKey clears remembered confirmations of one key.
+func (s *Server) forgetKey(fingerprint string) {
+	s.askMu.Lock()
+	a := s.asker
+	s.askMu.Unlock()
+	if a != nil {
+		a.ForgetKey(fingerprint)
+	}
+}
+
+// notifyOutcome tells the person, off the request path, about uses and
+// refusals as the policy's notify setting asks.
+func (s *Server) notifyOutcome(a *connAgent, r *signRequest, err error) {
+	if s.opts.Notifier == nil || r.id == nil {
+		return
+	}
+	fwd := forwarded(r.hops) || r.bindFailed
+	if !notify.ShouldNotify(string(s.policy().NotifyMode()), err != nil, fwd) {
+		return
+	}
+	key := fmt.Sprintf("%q (%s)", r.id.Comment, r.id.Fingerprint)
+	body := fmt.Sprintf("Key %s: %s\nPath: %s\nBy: %s", key, s.purposeText(r), s.pathText(r.hops, r.bindFailed), a.peer.Chain)
+	title := "safe-agent: key used"
+	if err != nil {
+		title = "safe-agent: request refused"
+		body += "\n" + err.Error()
+	}
+	s.opts.Notifier.Notify(title, body)
+}
+
+// untilHangup returns a context that ends when the client hangs up (or
+// the agent stops), for waits such as prompts; call stop when done.
+func (sc *serverConn) untilHangup() (context.Context, func()) {
+	ctx, cancel := context.WithCancel(sc.ctx)
+	done := make(chan struct{})
+	watching := watchHangup(sc.c, done, cancel)
+	return ctx, func() {
+		close(done)
+		// Wake the watcher's pending poll and wait for it.
+		_ = sc.c.SetReadDeadline(time.Now())
+		<-watching
+		if sc.ctx.Err() == nil {
+			_ = sc.c.SetReadDeadline(time.Time{})
+		}
+		cancel()
+	}
+}

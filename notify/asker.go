@@ -1,0 +1,387 @@
+package notify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// Outcome is how a question ended.
+type Outcome string
+
+const (
+	OutcomeYes        Outcome = "yes"        // the person said yes
+	OutcomeNo         Outcome = "no"         // the person said no
+	OutcomeTimeout    Outcome = "timeout"    // nobody answered in time
+	OutcomeError      Outcome = "error"      // no prompt could be shown, or it crashed
+	OutcomeRemembered Outcome = "remembered" // an earlier yes still covers it
+	OutcomeCooldown   Outcome = "cooldown"   // refused without asking: prompt fatigue
+	OutcomeCancelled  Outcome = "cancelled"  // the caller went away first
+)
+
+// ErrCooldown: the question was refused without asking because recent
+// prompts for the same key and path went unanswered or were refused.
+var ErrCooldown = errors.New("too many unanswered or refused prompts")
+
+// Question is one request to ask about.
+type Question struct {
+	// KeyFingerprint is the key's "SHA256:…" fingerprint; ForgetKey
+	// finds remembered answers by it.
+	KeyFingerprint string
+	// Scope is everything besides the key that a yes covers: path,
+	// purpose and requesting program, as one string built by the caller.
+	// Questions with the same key and Scope are identical: they share a
+	// prompt and a remembered yes.
+	Scope string
+	// FatigueScope is what prompt fatigue counts by, besides the key:
+	// the path.
+	FatigueScope string
+	// Prompt is what is shown. Its Remember field is set from Remember.
+	Prompt Prompt
+	// Remember is how long a yes covers identical questions (0: never).
+	Remember time.Duration
+}
+
+// Answer is how a question ended. Yes is true only for OutcomeYes and
+// OutcomeRemembered; Err says why for every other outcome but "no".
+type Answer struct {
+	Yes     bool
+	Outcome Outcome
+	// Waited is how long Ask took, queue included.
+	Waited time.Duration
+	// Shared is true when this caller got the answer of a prompt shown
+	// for an identical question that was already waiting.
+	Shared bool
+	Err    error
+}
+
+// AskerOptions configure an Asker; zero values take the defaults.
+type AskerOptions struct {
+	Timeout       time.Duration // how long one prompt stays up; default 30s
+	Cooldown      time.Duration // how long fatigue refuses without asking; default 1m
+	FatigueLimit  int           // refusals or timeouts that start a cooldown; default 3
+	FatigueWindow time.Duration // within this long; default 1m
+	// Now is the clock for remembered answers and fatigue; default time.Now.
+	Now func() time.Time
+	// Notifier, if set, is told when a cooldown starts.
+	Notifier Notifier
+	Logger   *slog.Logger
+}
+
+// Asker is the one place prompts come from. It shows one prompt at a time,
+// first come first served; identical questions that wait at the same time
+// share one prompt and its answer; a yes is remembered for the question's
+// Remember; and after FatigueLimit refused or unanswered prompts for the
+// same key and path within FatigueWindow, identical questions are refused
+// without asking for Cooldown. Safe for concurrent use.
+type Asker struct {
+	c    Confirmer
+	o    AskerOptions
+	log  *slog.Logger
+	note Notifier
+
+	mu         sync.Mutex
+	pending    map[string]*request    // identity → waiting or showing
+	queue      []*request             // not yet shown, in order
+	running    bool                   // the worker goroutine is alive
+	remembered map[string]memory      // identity → remembered yes
+	failures   map[string][]time.Time // fatigue identity → recent no/timeout times
+	cooldown   map[string]time.Time   // fatigue identity → refuse until
+}
+
+type memory struct {
+	key   string // fingerprint
+	until time.Time
+}
+
+// request is one prompt to show, with everyone waiting for it.
+type request struct {
+	id, fid string
+	q       Question
+	waiters int
+	cancel  context.CancelFunc // set once shown
+	gone    bool               // every waiter left while it was shown
+	done    chan struct{}      // closed when ans is set
+	ans     Answer
+}
+
+// NewAsker returns an Asker that asks with c.
+func NewAsker(c Confirmer, o AskerOptions) *Asker {
+	if o.Timeout <= 0 {
+		o.Timeout = 30 * time.Second
+	}
+	if o.Cooldown <= 0 {
+		o.Cooldown = time.Minute
+	}
+	if o.FatigueLimit <= 0 {
+		o.FatigueLimit = 3
+	}
+	if o.FatigueWindow <= 0 {
+		o.FatigueWindow = time.Minute
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Asker{
+		c: c, o: o, log: log, note: o.Notifier,
+		pending:    map[string]*request{},
+		remembered: map[string]memory{},
+		failures:   map[string][]time.Time{},
+		cooldown:   map[string]time.Time{},
+	}
+}
+
+func identity(key, scope string) string { return key + "\x00" + scope }
+
+// Ask answers q: from memory, by refusing during a cooldown, or by showing
+// a prompt (or sharing one already waiting). When ctx ends first the
+// caller leaves the queue with OutcomeCancelled; a prompt that nobody
+// waits for any more is taken down.
+func (a *Asker) Ask(ctx context.Context, q Question) Answer {
+	start := a.o.Now()
+	id := identity(q.KeyFingerprint, q.Scope)
+	fid := identity(q.KeyFingerprint, q.FatigueScope)
+
+	a.mu.Lock()
+	if m, ok := a.remembered[id]; ok {
+		if start.Before(m.until) {
+			a.mu.Unlock()
+			return Answer{Yes: true, Outcome: OutcomeRemembered}
+		}
+		delete(a.remembered, id)
+	}
+	if ans, ok := a.coolingLocked(fid, start); ok {
+		a.mu.Unlock()
+		return ans
+	}
+	r, shared := a.pending[id]
+	if !shared {
+		r = &request{id: id, fid: fid, q: q, done: make(chan struct{})}
+		a.pending[id] = r
+		a.queue = append(a.queue, r)
+		go a.work()
+	}
+	r.waiters++
+	a.mu.Unlock()
+
+	select {
+	case <-r.done:
+	case <-ctx.Done():
+		a.mu.Lock()
+		select {
+		case <-r.done: // answered at the same moment: take the answer
+		default:
+			a.leaveLocked(r)
+			a.mu.Unlock()
+			return Answer{Outcome: OutcomeCancelled, Waited: a.o.Now().Sub(start), Shared: shared,
+				Err: fmt.Errorf("question withdrawn: %w", context.Cause(ctx))}
+		}
+		a.mu.Unlock()
+	}
+	ans := r.ans
+	ans.Waited = a.o.Now().Sub(start)
+	ans.Shared = shared
+	return ans
+}
+
+// leaveLocked takes one waiter off r; the last one out removes r from the
+// queue, or takes its prompt down if it is showing.
+func (a *Asker) leaveLocked(r *request) {
+	r.waiters--
+	if r.waiters > 0 {
+		return
+	}
+	if a.pending[r.id] == r {
+		delete(a.pending, r.id)
+	}
+	if r.cancel != nil {
+		r.gone = true
+		r.cancel()
+		return
+	}
+	for i, x := range a.queue {
+		if x == r {
+			a.queue = append(a.queue[:i], a.queue[i+1:]...)
+			break
+		}
+	}
+}
+
+// coolingLocked answers for a key and path in cooldown.
+func (a *Asker) coolingLocked(fid string, now time.Time) (Answer, bool) {
+	until, ok := a.cooldown[fid]
+	if !ok {
+		return Answer{}, false
+	}
+	if !now.Before(until) {
+		delete(a.cooldown, fid)
+		return Answer{}, false
+	}
+	return Answer{Outcome: OutcomeCooldown, Err: fmt.Errorf("%w for this key and path; asking again after %s",
+		ErrCooldown, until.Format("15:04:05"))}, true
+}
+
+// work shows the queued prompts one after the other and exits when the
+// queue is empty.
+func (a *Asker) work() {
+	for {
+		a.mu.Lock()
+		if len(a.queue) == 0 {
+			a.running = false
+			a.mu.Unlock()
+			return
+		}
+		r := a.queue[0]
+		a.queue = a.queue[1:]
+		// An earlier prompt in the queue may have started a cooldown.
+		if ans, ok := a.coolingLocked(r.fid, a.o.Now()); ok {
+			a.finishLocked(r, ans)
+			a.mu.Unlock()
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), a.o.Timeout)
+		r.cancel = cancel
+		a.mu.Unlock()
+
+		q := r.q
+		q.Prompt.Remember = q.Remember
+		yes, err := a.c.Confirm(ctx, q.Prompt.Text())
+		cancel()
+
+		a.mu.Lock()
+		ans, cooled := a.recordLocked(r, yes, err)
+		a.mu.Unlock()
+		a.log.Debug("prompt answered", "key", r.q.KeyFingerprint, "outcome", ans.Outcome, "err", ans.Err)
+		if cooled {
+			// Before the answer goes out, so that whoever sees the
+			// refusal can also see the notice.
+			a.tellCooldown(r.q)
+		}
+		a.mu.Lock()
+		a.finishLocked(r, ans)
+		a.mu.Unlock()
+	}
+}
+
+// recordLocked turns a prompt's result into an Answer and updates memory
+// and fatigue. cooled is true when this answer started a cooldown.
+func (a *Asker) recordLocked(r *request, yes bool, err error) (ans Answer, cooled bool) {
+	now := a.o.Now()
+	switch {
+	case r.gone:
+		return Answer{Outcome: OutcomeCancelled, Err: ErrCancelled}, false
+	case yes && err == nil:
+		a.pruneLocked(now)
+		if r.q.Remember > 0 {
+			a.remembered[r.id] = memory{key: r.q.KeyFingerprint, until: now.Add(r.q.Remember)}
+		}
+		delete(a.failures, r.fid)
+		return Answer{Yes: true, Outcome: OutcomeYes}, false
+	case errors.Is(err, ErrTimeout):
+		ans = Answer{Outcome: OutcomeTimeout, Err: err}
+	case err != nil:
+		// Not the person's doing: no fatigue.
+		return Answer{Outcome: OutcomeError, Err: err}, false
+	default:
+		ans = Answer{Outcome: OutcomeNo}
+	}
+	a.pruneLocked(now)
+	recent := a.failures[r.fid][:0]
+	for _, t := range a.failures[r.fid] {
+		if now.Sub(t) < a.o.FatigueWindow {
+			recent = append(recent, t)
+		}
+	}
+	recent = append(recent, now)
+	if len(recent) >= a.o.FatigueLimit {
+		delete(a.failures, r.fid)
+		a.cooldown[r.fid] = now.Add(a.o.Cooldown)
+		return ans, true
+	}
+	a.failures[r.fid] = recent
+	return ans, false
+}
+
+// pruneLocked drops expired memories, failures and cooldowns, so that the
+// maps hold only what can still matter.
+func (a *Asker) pruneLocked(now time.Time) {
+	for id, m := range a.remembered {
+		if !now.Before(m.until) {
+			delete(a.remembered, id)
+		}
+	}
+	for fid, ts := range a.failures {
+		if len(ts) == 0 || now.Sub(ts[len(ts)-1]) >= a.o.FatigueWindow {
+			delete(a.failures, fid)
+		}
+	}
+	for fid, until := range a.cooldown {
+		if !now.Before(until) {
+			delete(a.cooldown, fid)
+		}
+	}
+}
+
+func (a *Asker) finishLocked(r *request, ans Answer) {
+	if a.pending[r.id] == r {
+		delete(a.pending, r.id)
+	}
+	r.ans = ans
+	close(r.done)
+}
+
+// tellCooldown sends the one notification of a cooldown.
+func (a *Asker) tellCooldown(q Question) {
+	a.log.Info("prompt fatigue: refusing without asking", "key", q.KeyFingerprint, "path", q.FatigueScope, "for", a.o.Cooldown)
+	if a.note == nil {
+		return
+	}
+	p := q.Prompt
+	a.note.Notify("safe-agent stopped asking about key "+p.keyName(), fmt.Sprintf(
+		"%d requests to use this key through %s were refused or went unanswered within %s.\nFurther requests are refused without asking for %s.",
+		a.o.FatigueLimit, p.path(), formatDuration(a.o.FatigueWindow), formatDuration(a.o.Cooldown)))
+}
+
+// Forget clears every remembered yes (safe-agent forget, lock) and returns
+// how many were in force.
+func (a *Asker) Forget() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	n := a.liveLocked(func(memory) bool { return true })
+	clear(a.remembered)
+	return n
+}
+
+// ForgetKey clears the remembered yeses for one key (the key was removed)
+// and returns how many were in force.
+func (a *Asker) ForgetKey(fingerprint string) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	match := func(m memory) bool { return m.key == fingerprint }
+	n := a.liveLocked(match)
+	for id, m := range a.remembered {
+		if match(m) {
+			delete(a.remembered, id)
+		}
+	}
+	return n
+}
+
+// liveLocked counts unexpired remembered answers that match.
+func (a *Asker) liveLocked(match func(memory) bool) int {
+	now := a.o.Now()
+	n := 0
+	for _, m := range a.remembered {
+		if match(m) && now.Before(m.until) {
+			n++
+		}
+	}
+	return n
+}

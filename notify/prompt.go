@@ -1,0 +1,261 @@
+package notify
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Prompt is what a confirmation prompt says. Every field may come from
+// someone else (a key comment, a remote user name, a process name), so
+// Text escapes control and invisible characters: no field can add a line
+// or disguise itself as another field.
+type Prompt struct {
+	KeyComment     string
+	KeyFingerprint string // "SHA256:…"
+	// Purpose is what the signature is for; see PurposeLogin,
+	// PurposeSSHSIG and PurposeOpaque.
+	Purpose string
+	// Path is the hops as people read them, first to last: "here",
+	// "jump.example (forwarded)", "db.internal"; a host known_hosts cannot
+	// name appears as its host-key fingerprint.
+	Path []string
+	// Process is the requesting process chain: "ssh (1234) ← git (1200)".
+	Process string
+	// Remember is how long a yes will be remembered (0: not at all).
+	Remember time.Duration
+	// Reason says why the person is asked: "key added with ssh-add -c".
+	Reason string
+}
+
+// Field length limits, in runes, so a hostile field cannot push the rest
+// of the prompt out of a small window.
+const (
+	maxField   = 200
+	maxProcess = 300
+	maxHop     = 100
+	maxHops    = 12
+)
+
+// Text is the prompt as shown, a few short lines:
+//
+//	Allow use of key "work" (SHA256:…)?
+//
+//	To: log in as deploy on db.internal
+//	Path: here → jump.example (forwarded) → db.internal
+//	By: ssh (1234) ← git (1200) ← zsh (1000)
+//	Asked because: key added with ssh-add -c
+//
+//	A yes is remembered for 5m for this key, path and program.
+//
+// Prompt programs wrap long lines themselves (checked with
+// gnome-ssh-askpass and zenity).
+func (p Prompt) Text() string {
+	var b strings.Builder
+	b.WriteString("Allow use of key ")
+	b.WriteString(p.keyName())
+	b.WriteString("?\n\n")
+	b.WriteString("To: " + p.purpose() + "\n")
+	b.WriteString("Path: " + p.path() + "\n")
+	b.WriteString("By: " + p.process() + "\n")
+	if p.Reason != "" {
+		b.WriteString("Asked because: " + clean(p.Reason, maxField) + "\n")
+	}
+	b.WriteString("\n")
+	if p.Remember > 0 {
+		b.WriteString("A yes is remembered for " + formatDuration(p.Remember) + " for this key, path and program.")
+	} else {
+		b.WriteString("Nothing is remembered.")
+	}
+	return b.String()
+}
+
+// keyName is `"comment" (SHA256:…)`, or whichever of the two is known.
+func (p Prompt) keyName() string {
+	fp := clean(p.KeyFingerprint, maxField)
+	if p.KeyComment == "" {
+		if fp == "" {
+			return "(unknown key)"
+		}
+		return fp
+	}
+	name := quote(p.KeyComment, maxField)
+	if fp == "" {
+		return name
+	}
+	return name + " (" + fp + ")"
+}
+
+func (p Prompt) purpose() string {
+	if p.Purpose == "" {
+		return PurposeOpaque()
+	}
+	return clean(p.Purpose, maxField)
+}
+
+// path is the hops joined with arrows; a path too long to show keeps its
+// first and last hops, which say where it starts and where it ends.
+func (p Prompt) path() string {
+	hops := p.Path
+	if len(hops) == 0 {
+		return "here"
+	}
+	parts := make([]string, 0, min(len(hops), maxHops))
+	if len(hops) > maxHops {
+		for _, h := range hops[:maxHops/2] {
+			parts = append(parts, clean(h, maxHop))
+		}
+		parts = append(parts, fmt.Sprintf("(%d more)", len(hops)-maxHops+1))
+		for _, h := range hops[len(hops)-maxHops/2+1:] {
+			parts = append(parts, clean(h, maxHop))
+		}
+	} else {
+		for _, h := range hops {
+			parts = append(parts, clean(h, maxHop))
+		}
+	}
+	return strings.Join(parts, " → ")
+}
+
+func (p Prompt) process() string {
+	if p.Process == "" {
+		return "unknown process"
+	}
+	return clean(p.Process, maxProcess)
+}
+
+// PurposeLogin is the purpose of a login signature: "log in as deploy on
+// db.internal". A user or host name with unusual characters is quoted so
+// that it cannot read as more words ("log in as "root on a" on b").
+func PurposeLogin(user, host string) string {
+	switch {
+	case user == "" && host == "":
+		return "log in"
+	case user == "":
+		return "log in on " + word(host)
+	case host == "":
+		return "log in as " + word(user)
+	}
+	return "log in as " + word(user) + " on " + word(host)
+}
+
+// PurposeSSHSIG is the purpose of an SSHSIG signature (ssh-keygen -Y sign)
+// in namespace.
+func PurposeSSHSIG(namespace string) string {
+	switch namespace {
+	case "git":
+		return "sign a git commit or tag"
+	case "file":
+		return "sign a file"
+	}
+	return fmt.Sprintf("sign data in namespace %q", namespace)
+}
+
+// PurposeOpaque is the purpose of data the agent cannot classify.
+func PurposeOpaque() string { return "sign data of unknown kind" }
+
+// word returns s as is when it is a plain name, else quoted.
+func word(s string) string {
+	if s == "" || len(s) > maxHop {
+		return quote(s, maxHop)
+	}
+	for _, r := range s {
+		if !(r < utf8.RuneSelf && (unicode.IsLetter(r) || unicode.IsDigit(r) || strings.ContainsRune("._-@+:[]", r))) {
+			return quote(s, maxHop)
+		}
+	}
+	return s
+}
+
+// quote is s, cut to max runes, in Go quotes: a quote character inside
+// cannot end the quoted text early, and control and invisible characters
+// are escaped.
+func quote(s string, max int) string {
+	if utf8.RuneCountInString(s) > max {
+		s = string([]rune(s)[:max]) + "…"
+	}
+	return strconv.Quote(s)
+}
+
+// clean makes s safe to show on one line: invalid UTF-8, control
+// characters (newlines included) and invisible formatting characters
+// (bidi overrides, zero-width spaces) become visible escapes, and s is cut
+// to max runes.
+func clean(s string, max int) string {
+	var b strings.Builder
+	n := 0
+	for i, r := range s {
+		if n == max {
+			b.WriteString("…")
+			break
+		}
+		n++
+		switch {
+		case r == utf8.RuneError && isInvalidAt(s, i):
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp, unicode.Co, unicode.Cs):
+			if r <= 0xFFFF {
+				fmt.Fprintf(&b, `\u%04x`, r)
+			} else {
+				fmt.Fprintf(&b, `\U%08x`, r)
+			}
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// isInvalidAt reports whether s has an invalid UTF-8 byte at i (as
+// opposed to a real U+FFFD).
+func isInvalidAt(s string, i int) bool {
+	_, size := utf8.DecodeRuneInString(s[i:])
+	return size == 1
+}
+
+// formatDuration prints 5m, 1h30m, 45s rather than 5m0s.
+func formatDuration(d time.Duration) string {
+	d = d.Round(time.Second)
+	if d < time.Second {
+		return "under a second"
+	}
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+// Notice is the title and body of a desktop notification about one
+// request: allowed (used) or refused, with the reason. The body names the
+// key, purpose, path and process like a prompt does.
+func Notice(p Prompt, allowed bool, reason string) (title, body string) {
+	name := p.KeyComment
+	if name == "" {
+		name = p.KeyFingerprint
+	}
+	if allowed {
+		title = "safe-agent: key " + quote(name, maxField) + " used"
+	} else {
+		title = "safe-agent refused key " + quote(name, maxField)
+	}
+	var b strings.Builder
+	b.WriteString("Key: " + p.keyName() + "\n")
+	b.WriteString("To: " + p.purpose() + "\n")
+	b.WriteString("Path: " + p.path() + "\n")
+	b.WriteString("By: " + p.process())
+	if reason != "" {
+		b.WriteString("\nWhy: " + clean(reason, maxField))
+	}
+	return title, b.String()
+}
