@@ -137,7 +137,7 @@ func (s *Server) confirm(a *connAgent, r *signRequest) error {
 		Prompt: notify.Prompt{
 			KeyComment: r.id.Comment, KeyFingerprint: r.id.Fingerprint,
 			Purpose: purpose, Path: s.pathList(r.hops), Process: a.peer.Chain,
-			Reason: r.decision.Reason,
+			Reason: "policy rule " + r.decision.Rule,
 		},
 		Remember: r.decision.Remember,
 	}

@@ -1,0 +1,223 @@
+package test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+const gnomeAskpass = "/usr/lib/openssh/gnome-ssh-askpass"
+
+// artifactDir is where screenshots go: $SAFE_AGENT_ARTIFACTS, else
+// test/artifacts (ignored by git).
+func artifactDir(t *testing.T) string {
+	d := os.Getenv("SAFE_AGENT_ARTIFACTS")
+	if d == "" {
+		d, _ = filepath.Abs("artifacts")
+	}
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// startXvfb runs a virtual X display and returns its DISPLAY value.
+func startXvfb(t *testing.T) string {
+	xvfb := need(t, "Xvfb", "xvfb")
+	for n := 60 + os.Getpid()%30; n < 200; n++ {
+		if _, err := os.Stat(fmt.Sprintf("/tmp/.X%d-lock", n)); err == nil {
+			continue
+		}
+		cmd := exec.Command(xvfb, fmt.Sprintf(":%d", n), "-screen", "0", "1024x768x24", "-nolisten", "tcp")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		sock := fmt.Sprintf("/tmp/.X11-unix/X%d", n)
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			if _, err := os.Stat(sock); err == nil {
+				t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+				return fmt.Sprintf(":%d", n)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		cmd.Process.Kill()
+		cmd.Wait()
+	}
+	t.Fatal("no free X display")
+	return ""
+}
+
+// waitWindow waits for a visible window of class cls and returns its id.
+func waitWindow(t *testing.T, display, cls string) string {
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		cmd := exec.Command("xdotool", "search", "--onlyvisible", "--class", cls)
+		cmd.Env = append(os.Environ(), "DISPLAY="+display)
+		out, _ := cmd.Output()
+		if ids := strings.Fields(string(out)); len(ids) > 0 {
+			return ids[0]
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("no %s window appeared", cls)
+	return ""
+}
+
+func xrun(t *testing.T, display string, name string, args ...string) {
+	cmd := exec.Command(name, args...)
+	cmd.Env = append(os.Environ(), "DISPLAY="+display)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%s %v: %v %s", name, args, err, out)
+	}
+}
+
+// A real gnome-ssh-askpass window, opened by a forwarded login through
+// real sshd hosts, answered with xdotool: accept once, refuse once.
+func TestRealPromptWindow(t *testing.T) {
+	need(t, gnomeAskpass, "ssh-askpass-gnome")
+	need(t, "xdotool", "xdotool")
+	need(t, "import", "imagemagick")
+	display := startXvfb(t)
+	n := newSSHNet(t, "jump", "target")
+	a := startAgent(t, agentOpts{
+		policy: n.policy(fmt.Sprintf("prompt = %q\nconfirm_timeout = \"15s\"\n[defaults]\nconfirm = \"forwarded\"\n", gnomeAskpass)),
+		env:    []string{"DISPLAY=" + display},
+	})
+	k := newKey(t, t.TempDir(), "laptop-key", "ed25519", 0)
+	n.authorize(k + ".pub")
+	a.mustRun("ssh-add", k)
+	os.Remove(k)
+	dir := artifactDir(t)
+	for _, tc := range []struct {
+		key    string
+		wantOK bool
+		shot   string
+	}{
+		{"Return", true, "prompt-window-accept.png"},
+		{"Escape", false, "prompt-window-refuse.png"},
+	} {
+		var out string
+		var code int
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out, code = n.ssh(a, "-A", "jump", n.sshCmd("target", "echo", "reached-target"))
+		}()
+		win := waitWindow(t, display, "gnome-ssh-askpass")
+		time.Sleep(500 * time.Millisecond) // let it draw
+		shot := filepath.Join(dir, tc.shot)
+		xrun(t, display, "import", "-window", "root", shot)
+		t.Logf("screenshot of the prompt: %s", shot)
+		_ = win
+		xrun(t, display, "xdotool", "key", tc.key)
+		wg.Wait()
+		ok := code == 0 && strings.Contains(out, "reached-target")
+		if ok != tc.wantOK {
+			t.Errorf("answered with %s: login ok=%v, want %v\n%s", tc.key, ok, tc.wantOK, out)
+		}
+	}
+	var outcomes []string
+	for _, r := range readAudit(t, a.Audit) {
+		if r.Event == "sign" && r.Prompt != nil {
+			outcomes = append(outcomes, r.Prompt.Outcome)
+		}
+	}
+	if strings.Join(outcomes, ",") != "yes,no" {
+		t.Errorf("audit prompt outcomes %v, want yes,no", outcomes)
+	}
+}
+
+// A refused request produces a desktop notification on the session bus
+// (dunst as the notification daemon, observed with dbus-monitor).
+func TestRefusalNotification(t *testing.T) {
+	need(t, "dbus-run-session", "dbus")
+	need(t, "dunst", "dunst")
+	need(t, "dbus-monitor", "dbus")
+	display := startXvfb(t)
+	dir := shortTempDir(t)
+	addrFile := filepath.Join(dir, "bus")
+	bus := exec.Command("dbus-run-session", "--", "sh", "-c", `echo "$DBUS_SESSION_BUS_ADDRESS" > `+addrFile+`; exec sleep 600`)
+	bus.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := bus.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Kill(-bus.Process.Pid, syscall.SIGKILL); bus.Wait() })
+	var addr string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		b, _ := os.ReadFile(addrFile)
+		if addr = strings.TrimSpace(string(b)); addr != "" {
+			break
+		}
+	}
+	if addr == "" {
+		t.Fatal("dbus-run-session did not start")
+	}
+	env := append(os.Environ(), "DISPLAY="+display, "DBUS_SESSION_BUS_ADDRESS="+addr)
+	dunst := exec.Command("dunst")
+	dunst.Env = env
+	dunst.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := dunst.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dunst.Process.Kill(); dunst.Wait() })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	mon := exec.CommandContext(ctx, "dbus-monitor", "--session", "interface='org.freedesktop.Notifications'")
+	mon.Env = env
+	stdout, _ := mon.StdoutPipe()
+	if err := mon.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var seen strings.Builder
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			mu.Lock()
+			seen.WriteString(sc.Text() + "\n")
+			mu.Unlock()
+		}
+	}()
+	time.Sleep(300 * time.Millisecond) // monitor subscribed
+
+	n := newSSHNet(t, "jump", "target")
+	a := startAgent(t, agentOpts{
+		policy: n.policy("[defaults]\nconfirm = \"never\"\n[[key]]\nmatch = \"notify-key\"\nallow = [\"jump\"]\n"),
+		env:    []string{"DISPLAY=" + display, "DBUS_SESSION_BUS_ADDRESS=" + addr},
+	})
+	k := newKey(t, t.TempDir(), "notify-key", "ed25519", 0)
+	n.authorize(k + ".pub")
+	a.mustRun("ssh-add", k)
+	if out, code := n.ssh(a, "target", "true"); code == 0 {
+		t.Fatalf("login to target allowed: %s", out)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		s := seen.String()
+		mu.Unlock()
+		if strings.Contains(s, "member=Notify") && strings.Contains(s, "safe-agent: request refused") {
+			for _, want := range []string{`"notify-key"`, "here → target", "log in as"} {
+				if !strings.Contains(s, want) {
+					t.Errorf("notification lacks %q:\n%s", want, s)
+				}
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no Notify call seen on the bus:\n%s\nagent log:\n%s", s, a.stderr.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
