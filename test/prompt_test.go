@@ -44,7 +44,9 @@ esac
 	return f
 }
 
-func (f *fakeAskpass) answer(a string) { os.WriteFile(filepath.Join(f.dir, "answer"), []byte(a), 0o644) }
+func (f *fakeAskpass) answer(a string) {
+	os.WriteFile(filepath.Join(f.dir, "answer"), []byte(a), 0o644)
+}
 func (f *fakeAskpass) delay(s string) { os.WriteFile(filepath.Join(f.dir, "delay"), []byte(s), 0o644) }
 
 func (f *fakeAskpass) prompts() []string {
