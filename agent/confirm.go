@@ -33,7 +33,11 @@ func (s *Server) askerFor(pol *policy.Policy) *notify.Asker {
 		return s.asker
 	}
 	c := &envConfirmer{srv: s, kind: kind}
-	s.asker = notify.NewAsker(c, notify.AskerOptions{Timeout: timeout, Notifier: s.opts.Notifier, Logger: s.log, Now: s.now})
+	var n notify.Notifier
+	if s.opts.Notifier != nil {
+		n = policyGatedNotifier{s}
+	}
+	s.asker = notify.NewAsker(c, notify.AskerOptions{Timeout: timeout, Notifier: n, Logger: s.log, Now: s.now})
 	s.askerKey = key
 	return s.asker
 }
@@ -194,13 +198,13 @@ func (s *Server) notifyOutcome(a *connAgent, r *signRequest, err error) {
 	if !notify.ShouldNotify(string(s.policy().NotifyMode()), err != nil, fwd) {
 		return
 	}
-	key := fmt.Sprintf("%q (%s)", r.id.Comment, r.id.Fingerprint)
-	body := fmt.Sprintf("Key %s: %s\nPath: %s\nBy: %s", key, s.purposeText(r), s.pathText(r.hops, r.bindFailed), a.peer.Chain)
-	title := "safe-agent: key used"
+	p := notify.Prompt{KeyComment: r.id.Comment, KeyFingerprint: r.id.Fingerprint, Purpose: s.purposeText(r),
+		Path: s.pathList(r.hops), Process: a.peer.Chain}
+	reason := ""
 	if err != nil {
-		title = "safe-agent: request refused"
-		body += "\n" + err.Error()
+		reason = err.Error()
 	}
+	title, body := notify.Notice(p, err == nil, reason)
 	s.opts.Notifier.Notify(title, body)
 }
 
@@ -219,5 +223,15 @@ func (sc *serverConn) untilHangup() (context.Context, func()) {
 			_ = sc.c.SetReadDeadline(time.Time{})
 		}
 		cancel()
+	}
+}
+
+// policyGatedNotifier passes the Asker's notices (prompt fatigue) on
+// unless the policy says notify = "never".
+type policyGatedNotifier struct{ s *Server }
+
+func (g policyGatedNotifier) Notify(title, body string) {
+	if g.s.policy().NotifyMode() != policy.NotifyNever {
+		g.s.opts.Notifier.Notify(title, body)
 	}
 }

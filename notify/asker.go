@@ -166,7 +166,10 @@ func (a *Asker) Ask(ctx context.Context, q Question) Answer {
 		r = &request{id: id, fid: fid, q: q, done: make(chan struct{})}
 		a.pending[id] = r
 		a.queue = append(a.queue, r)
-		go a.work()
+		if !a.running {
+			a.running = true
+			go a.work()
+		}
 	}
 	r.waiters++
 	a.mu.Unlock()

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -99,7 +100,8 @@ func TestAskpassProtocol(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"DISPLAY=:42", "XAUTHORITY=/tmp/xauth-test", "HOME=/home/test", "LANG=C.UTF-8",
-		"PATH=/usr/bin:/bin", "SSH_ASKPASS=" + f.path, "SSH_ASKPASS_PROMPT=confirm"} {
+		"PATH=/usr/bin:/bin", "SSH_ASKPASS=" + f.path, "SSH_ASKPASS_PROMPT=confirm",
+		"DBUS_SESSION_BUS_ADDRESS=disabled:"} {
 		if !slices.Contains(got.environ, want) {
 			t.Errorf("program environment lacks %s: %q", want, got.environ)
 		}
@@ -307,6 +309,39 @@ func TestAutoCandidateOrder(t *testing.T) {
 	env.Path = t.TempDir()
 	if got, want := choose(), "no prompt ("+ErrNoProgram.Error()+")"; got != want {
 		t.Errorf("auto chose %q, want %q", got, want)
+	}
+}
+
+// Without a session bus, prompts are told there is none, so that a GTK
+// prompt does not start one that outlives it.
+func TestEnvSessionBus(t *testing.T) {
+	runtime := t.TempDir()
+	tests := []struct {
+		env  Env
+		want string // DBUS_SESSION_BUS_ADDRESS passed on, "" for none
+	}{
+		{Env{}, "disabled:"},
+		{Env{DBusSessionBusAddress: "unix:path=/run/user/1000/bus"}, "unix:path=/run/user/1000/bus"},
+		{Env{XDGRuntimeDir: runtime}, "disabled:"},
+		{Env{XDGRuntimeDir: runtime, Display: ":0"}, ""}, // after the socket exists
+	}
+	for i, tt := range tests {
+		if i == 3 {
+			l, err := net.Listen("unix", filepath.Join(runtime, "bus"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+		}
+		var got string
+		for _, kv := range tt.env.list() {
+			if v, ok := strings.CutPrefix(kv, "DBUS_SESSION_BUS_ADDRESS="); ok {
+				got = v
+			}
+		}
+		if got != tt.want {
+			t.Errorf("%+v: DBUS_SESSION_BUS_ADDRESS=%q, want %q", tt.env, got, tt.want)
+		}
 	}
 }
 

@@ -189,6 +189,12 @@ func TestPromptWindow(t *testing.T) {
 			if r.err != nil || r.ok != tt.want {
 				t.Errorf("Confirm = %v, %v; want %v, nil", r.ok, r.err, tt.want)
 			}
+			// With no session bus in Env, the prompt must not have started
+			// one (dbus-launch, with an accessibility bus "bus_N" for
+			// display :N) that would outlive it.
+			if p := processWith("at-spi/bus_" + strings.TrimPrefix(display, ":") + "\x00"); p != "" {
+				t.Errorf("the prompt left a bus behind: %s", p)
+			}
 		})
 	}
 }
@@ -313,4 +319,17 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.w.Write(p)
+}
+
+// processWith returns the command line of a process whose command line
+// contains s, or "".
+func processWith(s string) string {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err == nil && strings.Contains(string(b), s) {
+			return strings.ReplaceAll(string(b), "\x00", " ")
+		}
+	}
+	return ""
 }

@@ -1,6 +1,10 @@
 package notify
 
-import "strings"
+import (
+	"os"
+	"path/filepath"
+	"strings"
+)
 
 // Env is the environment a prompt program runs with: the graphical
 // session's variables and the few others a program needs. Nothing else
@@ -79,11 +83,20 @@ func (e Env) WithDisplayFrom(other Env) Env {
 	return e
 }
 
+// noBus is the session bus address that tells GLib and Qt programs there
+// is none. Without any address a GTK prompt "autolaunches" a bus with
+// dbus-launch, plus an accessibility bus, which outlive the prompt (they
+// leave its process group) and stay until the display closes.
+const noBus = "disabled:"
+
 // list is the environment for a prompt program: the set variables, with
 // PATH defaulted, plus extra.
 func (e Env) list(extra ...string) []string {
 	if e.Path == "" {
 		e.Path = defaultPath
+	}
+	if e.DBusSessionBusAddress == "" && !e.userBus() {
+		e.DBusSessionBusAddress = noBus
 	}
 	var out []string
 	for _, v := range envVars {
@@ -92,4 +105,14 @@ func (e Env) list(extra ...string) []string {
 		}
 	}
 	return append(out, extra...)
+}
+
+// userBus says whether $XDG_RUNTIME_DIR/bus, where D-Bus clients look when
+// no address is set, is a socket.
+func (e Env) userBus() bool {
+	if e.XDGRuntimeDir == "" {
+		return false
+	}
+	fi, err := os.Stat(filepath.Join(e.XDGRuntimeDir, "bus"))
+	return err == nil && fi.Mode().Type() == os.ModeSocket
 }

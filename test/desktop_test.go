@@ -207,8 +207,8 @@ func TestRefusalNotification(t *testing.T) {
 		mu.Lock()
 		s := seen.String()
 		mu.Unlock()
-		if strings.Contains(s, "member=Notify") && strings.Contains(s, "safe-agent: request refused") {
-			for _, want := range []string{`"notify-key"`, "here → target", "log in as"} {
+		if strings.Contains(s, "member=Notify") && strings.Contains(s, "safe-agent refused key") {
+			for _, want := range []string{`notify-key`, "here → target", "log in as"} {
 				if !strings.Contains(s, want) {
 					t.Errorf("notification lacks %q:\n%s", want, s)
 				}
