@@ -154,7 +154,7 @@ func TestPromptWindow(t *testing.T) {
 			case *dialog:
 				c.prog.started = func(pid int) { pids <- pid }
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 			defer cancel()
 			type result struct {
 				ok  bool
@@ -172,7 +172,7 @@ func TestPromptWindow(t *testing.T) {
 				t.Fatalf("prompt ended before it was shown: %v, %v", r.ok, r.err)
 			}
 			// A first GTK start on a busy machine can take seconds.
-			waitWithin(t, 20*time.Second, "the prompt window", func() bool {
+			waitWithin(t, 60*time.Second, "the prompt window", func() bool {
 				out, err := x(t, display, "xdotool", "search", "--onlyvisible", "--pid", fmt.Sprint(pid))
 				return err == nil && out != ""
 			})

@@ -247,7 +247,7 @@ func TestConstraints(t *testing.T) {
 	if code == 0 || !strings.Contains(out, "agent refused operation") {
 		t.Fatalf("confirm key signed without a prompt: exit %d %q", code, out)
 	}
-	if !strings.Contains(a.stderr.String(), "confirmation is required") {
+	if !strings.Contains(a.stderr.String(), "not confirmed (error: cannot ask: no display") {
 		t.Errorf("no log line explains the refusal:\n%s", a.stderr.String())
 	}
 	// Unknown extension: FAILURE, and the agent keeps serving.

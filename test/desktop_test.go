@@ -59,7 +59,8 @@ func startXvfb(t *testing.T) string {
 
 // waitWindow waits for a visible window of class cls and returns its id.
 func waitWindow(t *testing.T, display, cls string) string {
-	deadline := time.Now().Add(20 * time.Second)
+	// A first GTK start on a loaded machine can take many seconds.
+	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		cmd := exec.Command("xdotool", "search", "--onlyvisible", "--class", cls)
 		cmd.Env = append(os.Environ(), "DISPLAY="+display)
@@ -90,7 +91,7 @@ func TestRealPromptWindow(t *testing.T) {
 	display := startXvfb(t)
 	n := newSSHNet(t, "jump", "target")
 	a := startAgent(t, agentOpts{
-		policy: n.policy(fmt.Sprintf("prompt = %q\nconfirm_timeout = \"15s\"\n[defaults]\nconfirm = \"forwarded\"\n", gnomeAskpass)),
+		policy: n.policy(fmt.Sprintf("prompt = %q\nconfirm_timeout = \"90s\"\n[defaults]\nconfirm = \"forwarded\"\n", gnomeAskpass)),
 		env:    []string{"DISPLAY=" + display},
 	})
 	k := newKey(t, t.TempDir(), "laptop-key", "ed25519", 0)

@@ -140,7 +140,7 @@ func run(ctx context.Context, cfg config, stdout io.Writer) error {
 	rep.printf("- machine: %s, %d CPUs (%s), %s\n", runtime.GOOS+"/"+runtime.GOARCH, runtime.NumCPU(), cpuModel(), commandOutput("uname", "-r"))
 	sshPath, _ := exec.LookPath(cfg.sshAgent)
 	rep.printf("- ssh-agent: %s (%s); bench client built with %s\n", sshPath, firstLine(commandOutput("ssh", "-V")), runtime.Version())
-	rep.printf("- %s per cell, 64-byte data, one goroutine per connection doing sequential x/crypto agent Sign calls\n", cfg.duration)
+	rep.printf("- %s per cell, 64-byte data, one goroutine per connection doing sequential x/crypto agent Sign calls (RSA: rsa-sha2-512); the bench client shares the CPUs with the agent it measures\n", cfg.duration)
 
 	// Both agents, side by side.
 	sshSock := filepath.Join(dir, "ssh-agent.sock")
