@@ -1,3 +1,5 @@
+//go:build linux
+
 package agent
 
 import (
@@ -12,6 +14,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sync"
 	"syscall"
@@ -22,6 +25,7 @@ import (
 	sshagent "golang.org/x/crypto/ssh/agent"
 
 	"github.com/safe-agent/safe-agent/agent/audit"
+	"github.com/safe-agent/safe-agent/notify"
 )
 
 // fzRecorder is a fake agent connection that records the request frames
@@ -225,6 +229,19 @@ func (l *fzListener) dial(t testing.TB) net.Conn {
 	return ends[1]
 }
 
+// fzOptions are the server options for fuzzing: prompts are answered yes
+// at once by true(1), so requests that need a confirmation go all the way
+// through, and no real dialog ever opens (without a display of its own
+// the agent would borrow the client's, this test's, DISPLAY).
+func fzOptions(t testing.TB) Options {
+	t.Helper()
+	yes, err := exec.LookPath("true")
+	if err != nil {
+		t.Skipf("true(1) not found: install coreutils")
+	}
+	return Options{PromptEnv: notify.Env{Display: ":fuzz", SSHAskpass: yes, Path: "/usr/bin:/bin"}}
+}
+
 // FuzzServeFrames feeds arbitrary bytes as one connection's stream into a
 // running Server (a fresh one per input, so a lock or a key from one input
 // does not change the next). The server must not panic or hang: the reply
@@ -236,6 +253,7 @@ func FuzzServeFrames(f *testing.F) {
 		f.Add(s)
 	}
 	dir := f.TempDir()
+	opts := fzOptions(f)
 	f.Fuzz(func(t *testing.T, stream []byte) {
 		// An audit log of its own per input: its background fsync then
 		// runs at the same point of every input, which keeps coverage
@@ -247,7 +265,9 @@ func FuzzServeFrames(f *testing.F) {
 		}
 		defer os.Remove(logPath)
 		defer al.Close()
-		srv := New(Options{Audit: al})
+		o := opts
+		o.Audit = al
+		srv := New(o)
 		l := newFzListener()
 		served := make(chan error, 1)
 		go func() { served <- srv.Serve(l) }()
@@ -298,8 +318,8 @@ func TestFuzzSeedsServed(t *testing.T) {
 	}{
 		// add, list, sign, sign (flags), remove, sign (gone), list
 		{1, []byte{6, 12, 14, 14, 6, 5, 12}},
-		// add with lifetime and confirm, sign (confirm: no prompt, refused), remove all
-		{2, []byte{6, 5, 6}},
+		// add with lifetime and confirm, sign (the fake prompt says yes), remove all
+		{2, []byte{6, 14, 6}},
 		// add with ssh-add -h constraint, list, sign (local: refused by the constraint)
 		{3, []byte{6, 12, 5}},
 		// add with key settings
@@ -312,7 +332,7 @@ func TestFuzzSeedsServed(t *testing.T) {
 		{7, []byte{6, 6, 6, 12, 5}},
 	}
 	for _, tc := range cases {
-		_, sock := ltServer(t, Options{})
+		_, sock := ltServer(t, fzOptions(t))
 		c := ltDial(t, sock)
 		c.SetDeadline(time.Now().Add(10 * time.Second))
 		go c.Write(seeds[tc.seed])
