@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -69,6 +70,7 @@ func NewPolicyHolder(path string, explicit bool, log *slog.Logger, a *audit.Log)
 		return nil, err
 	}
 	h.cur.Store(p)
+	releaseLoadGarbage()
 	h.record(audit.Record{Event: "policy-load", Detail: h.describe()})
 	return h, nil
 }
@@ -107,6 +109,7 @@ func (h *PolicyHolder) Reload(why string) error {
 	}
 	h.lastErr = nil
 	h.cur.Store(p)
+	releaseLoadGarbage()
 	h.log.Info("policy reloaded", "trigger", why, "path", h.describe())
 	h.record(audit.Record{Event: "policy-load", Detail: h.describe()})
 	return nil
@@ -142,3 +145,8 @@ func (h *PolicyHolder) Watch(ctx context.Context, interval time.Duration) {
 		}
 	}
 }
+
+// releaseLoadGarbage returns the memory a policy load churned through (a
+// large known_hosts is parsed and hashed once) to the system at once,
+// instead of keeping it resident for the agent's lifetime.
+func releaseLoadGarbage() { debug.FreeOSMemory() }
