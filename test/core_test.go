@@ -440,3 +440,51 @@ func TestServeSocketRules(t *testing.T) {
 		t.Errorf("world-writable dir: exit %d %q", code, out)
 	}
 }
+
+func TestCertificateKeys(t *testing.T) {
+	a := startAgent(t, agentOpts{})
+	dir := t.TempDir()
+	ca := newKey(t, dir, "ca", "ed25519", 0)
+	for _, kt := range keyTypes {
+		k := newKey(t, dir, "cert-"+kt.name, kt.typ, kt.bits)
+		if out, code := runEnv(t, a.env(), "", "ssh-keygen", "-q", "-s", ca, "-I", "test-"+kt.name, "-n", "root,deploy", "-V", "+1h", k+".pub"); code != 0 {
+			t.Fatalf("sign certificate: %s", out)
+		}
+		// ssh-add loads the key and, beside it, its certificate.
+		out := a.mustRun("ssh-add", k)
+		if !strings.Contains(out, "Certificate added: "+k+"-cert.pub") {
+			t.Fatalf("ssh-add with a certificate: %q", out)
+		}
+	}
+	list := a.mustRun("ssh-add", "-l")
+	if n := strings.Count(list, "-CERT)"); n != len(keyTypes) {
+		t.Fatalf("%d certificates listed, want %d:\n%s", n, len(keyTypes), list)
+	}
+	c := sshagent.NewClient(a.rawConn())
+	keys, err := c.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed := 0
+	for _, k := range keys {
+		pk, err := ssh.ParsePublicKey(k.Blob)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert, ok := pk.(*ssh.Certificate)
+		if !ok {
+			continue
+		}
+		sig, err := c.Sign(pk, []byte("data"))
+		if err != nil {
+			t.Fatalf("sign with certificate %s: %v", cert.KeyId, err)
+		}
+		if err := cert.Key.Verify([]byte("data"), sig); err != nil {
+			t.Errorf("certificate %s: signature does not verify with the certified key: %v", cert.KeyId, err)
+		}
+		signed++
+	}
+	if signed != len(keyTypes) {
+		t.Errorf("signed with %d certificates, want %d", signed, len(keyTypes))
+	}
+}
