@@ -11,8 +11,8 @@ import (
 	"log"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
-	"reflect"
 	"runtime"
 	"runtime/pprof"
 	"strings"
@@ -25,6 +25,7 @@ import (
 	sshagent "golang.org/x/crypto/ssh/agent"
 
 	"github.com/safe-agent/safe-agent/agent/audit"
+	"github.com/safe-agent/safe-agent/notify"
 )
 
 // ltLong reports whether the long load variants run: go test -short=false
@@ -346,30 +347,134 @@ func TestHalfFrameStall(t *testing.T) {
 	}
 }
 
-// TestDisconnectMidPromptFreesSlot is the "a client that disconnects
-// mid-prompt frees its slot" fault test. It needs a way to plug a prompt
-// into the agent (a Confirmer/prompt hook in Options), which the notify
-// integration adds. The test to write then, with a fake confirmer that
-// blocks until its context is cancelled:
-//
-//  1. key added with confirm (ssh-add -c); client A asks to sign: the
-//     fake prompt starts and blocks;
-//  2. A closes its connection: the prompt's context is cancelled within
-//     a second, the audit record says denied (client went away), and the
-//     connection is gone from the server;
-//  3. client B asks to sign: a new prompt is shown (the one-at-a-time
-//     prompt slot was freed), the fake answers yes, B gets a signature;
-//  4. with MaxConns 2, A's connection slot is free again for a third
-//     client.
+// ltPromptScript writes a fake askpass program: it records its process
+// id in dir/prompts, answers yes at once when dir/yes exists, and
+// otherwise waits (like a person who never answers) until it is killed.
+func ltPromptScript(t testing.TB, dir string) string {
+	t.Helper()
+	script := filepath.Join(dir, "askpass")
+	body := "#!/bin/sh\necho $$ >> " + filepath.Join(dir, "prompts") + "\n" +
+		"[ -e " + filepath.Join(dir, "yes") + " ] && exit 0\nexec sleep 120\n"
+	if err := os.WriteFile(script, []byte(body), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return script
+}
+
+// ltPrompts reads the process ids of the prompts started so far.
+func ltPrompts(t testing.TB, dir string) []int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "prompts"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	for _, f := range strings.Fields(string(b)) {
+		var pid int
+		if _, err := fmt.Sscan(f, &pid); err != nil {
+			t.Fatalf("prompts file: %q", b)
+		}
+		pids = append(pids, pid)
+	}
+	return pids
+}
+
+// ltWaitFor polls cond for up to 10 s.
+func ltWaitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for: %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestDisconnectMidPromptFreesSlot: a client that hangs up while its
+// request waits on a prompt frees everything it held: the prompt program
+// is killed, the refusal is audited as "client went away", its connection
+// slot is free for another client (MaxConns 2), and the next request that
+// needs a prompt gets one at once (prompts are shown one at a time).
 func TestDisconnectMidPromptFreesSlot(t *testing.T) {
-	typ := reflect.TypeOf(Options{})
-	for i := range typ.NumField() {
-		name := typ.Field(i).Name
-		if strings.Contains(name, "Confirm") || strings.Contains(name, "Prompt") {
-			t.Fatalf("agent.Options now has a prompt hook (%s): write this test against it (see its comment)", name)
+	need := func(prog string) {
+		if _, err := exec.LookPath(prog); err != nil {
+			t.Skipf("%s not found (coreutils/dash): needed for the fake prompt program", prog)
 		}
 	}
-	t.Skip("needs a prompt hook in agent.Options (Confirmer): the notify integration is not wired in yet")
+	need("sh")
+	need("sleep")
+	ltQuietLog(t)
+	dir := t.TempDir()
+	auditPath := filepath.Join(dir, "audit.jsonl")
+	al, err := audit.Open(auditPath, audit.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer al.Close()
+	srv, sock := ltServer(t, Options{
+		MaxConns:  2,
+		Audit:     al,
+		PromptEnv: notify.Env{Display: ":test", SSHAskpass: ltPromptScript(t, dir), Path: os.Getenv("PATH")},
+	})
+	k := ltKey(t)
+	pub := ltPub(t, k)
+	admin := ltDial(t, sock)
+	if err := sshagent.NewClient(admin).Add(sshagent.AddedKey{PrivateKey: k, Comment: "confirm-me", ConfirmBeforeUse: true}); err != nil {
+		t.Fatal(err)
+	}
+	admin.Close()
+	ltSettle(t, srv, 0)
+
+	// A asks; the prompt starts and nobody answers.
+	a := ltDial(t, sock)
+	aDone := make(chan error, 1)
+	go func() {
+		_, err := sshagent.NewClient(a).Sign(pub, []byte("data"))
+		aDone <- err
+	}()
+	ltWaitFor(t, "the first prompt to start", func() bool { return len(ltPrompts(t, dir)) == 1 })
+	first := ltPrompts(t, dir)[0]
+	// A hangs up mid-prompt.
+	a.Close()
+	if err := <-aDone; err == nil {
+		t.Fatal("the client that hung up got a signature")
+	}
+	ltWaitFor(t, fmt.Sprintf("the abandoned prompt (pid %d) to be killed", first), func() bool {
+		return syscall.Kill(first, 0) != nil
+	})
+	ltSettle(t, srv, 0)
+	ltWaitFor(t, "the audit record of the abandoned request", func() bool {
+		b, _ := os.ReadFile(auditPath)
+		return bytes.Contains(b, []byte("the client went away before an answer"))
+	})
+
+	// B and C: both connection slots are free again, and B's prompt is
+	// shown at once (the prompt slot was freed too) and answered yes.
+	if err := os.WriteFile(filepath.Join(dir, "yes"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b := ltDial(t, sock)
+	c := ltDial(t, sock)
+	for _, conn := range []net.Conn{b, c} {
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+	}
+	if _, err := sshagent.NewClient(c).List(); err != nil {
+		t.Fatalf("second connection slot not freed by the client that hung up: %v", err)
+	}
+	sig, err := sshagent.NewClient(b).Sign(pub, []byte("data"))
+	if err != nil {
+		t.Fatalf("sign after the abandoned prompt: %v (prompts started: %v)", err, ltPrompts(t, dir))
+	}
+	if err := pub.Verify([]byte("data"), sig); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(ltPrompts(t, dir)); n != 2 {
+		t.Errorf("%d prompts shown, want 2 (one per request)", n)
+	}
 }
 
 // ltRaiseNoFile raises this process's open-file limit to at least n, or
