@@ -44,8 +44,11 @@ func newRootCmd() *cobra.Command {
 SSH_AUTH_SOCK at it and keep using ssh, ssh-add, git and ssh-keygen -Y.
 Every sign request goes through a policy (which hosts, through how many
 forwarded agents) and is written to an audit log.`,
-		Example: `  safe-agent serve
-  eval "$(safe-agent ssh-agent -s)"`,
+		Example: `  safe-agent service install        # start at every login (or: safe-agent serve)
+  eval "$(safe-agent env)"           # point this shell at it
+  safe-agent add ~/.ssh/id_ed25519 --confirm
+  safe-agent doctor
+  eval "$(safe-agent ssh-agent -s)"  # drop-in for ssh-agent`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -58,6 +61,11 @@ forwarded agents) and is written to an audit log.`,
 		newForgetCmd(),
 		newPolicyCmd(),
 		newAuditCmd(),
+		newEnvCmd(),
+		newStatusCmd(),
+		newDoctorCmd(),
+		newServiceCmd(),
 	)
+	setupCompletion(root)
 	return root
 }

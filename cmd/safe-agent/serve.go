@@ -42,7 +42,11 @@ func newServeCmd() *cobra.Command {
 		Long: `Run the agent in the foreground. It listens on a socket in a private
 (0700) directory and prints the line that points SSH_AUTH_SOCK at it.
 Stop it with Ctrl-C or SIGTERM: requests in flight get their reply, the
-socket is removed. SIGHUP reloads the policy file.`,
+socket is removed. SIGHUP reloads the policy file.
+
+Started by systemd from safe-agent.socket (safe-agent service install), it
+serves on the socket systemd passes (LISTEN_FDS) instead of --socket, and
+leaves it in place when it stops.`,
 		Example: `  safe-agent serve
   safe-agent serve --socket ~/.ssh/safe-agent.sock --keystore none -d
   SSH_AUTH_SOCK=$XDG_RUNTIME_DIR/safe-agent/agent.sock ssh-add -l`,
@@ -127,14 +131,28 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer, pr
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 
+	// Socket activation: systemd (safe-agent.socket) owns the socket and
+	// passes it listening; it is not ours to create or remove.
+	activated, err := activationListener(os.Getenv, os.Getpid())
+	if err != nil {
+		return err
+	}
+	if activated != nil {
+		defer activated.Close()
+		cfg.socket = activated.Addr().String()
+	}
+
 	d, err := setupDaemon(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}
 	defer d.close()
 
-	l, err := agent.Listen(cfg.socket)
-	if err != nil {
+	l := activated
+	how := "created"
+	if l != nil {
+		how = "passed by systemd (socket activation); it stays when the agent stops"
+	} else if l, err = agent.Listen(cfg.socket); err != nil {
 		return err
 	}
 	srv := d.server
@@ -144,7 +162,7 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer, pr
 		ready.Close()
 		ready = nil
 	}
-	logger.Info("safe-agent listening", "socket", cfg.socket, "pid", os.Getpid())
+	logger.Info("safe-agent listening", "socket", cfg.socket, "pid", os.Getpid(), "socket_from", how)
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(l) }()
