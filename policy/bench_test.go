@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"encoding/binary"
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -95,4 +96,32 @@ func BenchmarkDecide(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkParse loads the bench policy with a 10,000-line known_hosts (half
+// hashed), as `serve` does at start and on every reload. live-B is the heap
+// the loaded policy keeps reachable.
+func BenchmarkParse(b *testing.B) {
+	src := []byte(benchPolicy())
+	kh := files{"/kh": benchKnownHosts(10000)}
+	var p *Policy
+	b.ReportAllocs()
+	for b.Loop() {
+		var err error
+		if p, err = Parse("/bench.toml", src, kh.read); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	var before, after runtime.MemStats
+	p = nil
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	p, _ = Parse("/bench.toml", src, kh.read)
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	runtime.KeepAlive(p)
+	runtime.KeepAlive(src) // live in both readings, so not counted
+	runtime.KeepAlive(kh)
+	b.ReportMetric(float64(after.HeapAlloc)-float64(before.HeapAlloc), "live-B")
 }

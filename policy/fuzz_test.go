@@ -84,11 +84,12 @@ deny = ["secret.lab"]
 			t.Fatalf("a bad known_hosts file must not fail the policy: %v", err)
 		}
 		var extra []ssh.PublicKey
-		for _, k := range p.index.byFP {
-			extra = append(extra, k)
-			if len(extra) == 4 {
-				break
+		for i := range int32(min(p.index.count(), 4)) {
+			k, err := p.index.key(i)
+			if err != nil {
+				t.Fatalf("indexed key %d does not parse: %v", i, err)
 			}
+			extra = append(extra, k)
 		}
 		for _, n := range []string{"hashed.example", "a", "[c]:22"} {
 			p.ResolveHost(n)

@@ -2,13 +2,18 @@ package policy
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/hmac"
 	"crypto/sha1"
+	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
+	"hash/maphash"
 	"io"
+	"math"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -22,14 +27,6 @@ type wildName struct {
 	negs []string
 }
 
-// hostEntry is what known_hosts says about one host key.
-type hostEntry struct {
-	names   []string // literal names, lower case, in file order
-	wild    []wildName
-	fp      string // SHA256 fingerprint of the key
-	revoked string // "FILE:LINE" of an @revoked line, or ""
-}
-
 // caLine is one @cert-authority line.
 type caLine struct {
 	lits   []string // literal host patterns
@@ -38,9 +35,13 @@ type caLine struct {
 	hashed []hashedName
 }
 
+// hashedName is a |1|salt|hash host: the salt followed by the HMAC-SHA1.
 type hashedName struct {
-	salt, hash []byte
+	sh []byte
 }
+
+func (h hashedName) salt() []byte { return h.sh[:len(h.sh)-sha1.Size] }
+func (h hashedName) hash() []byte { return h.sh[len(h.sh)-sha1.Size:] }
 
 type hashFn = func(name string) []byte
 
@@ -55,42 +56,104 @@ func newHashFn(salt []byte) hashFn {
 }
 
 func (h hashedName) matchesWith(f hashFn, name string) bool {
-	return hmac.Equal(f(name), h.hash)
+	return hmac.Equal(f(name), h.hash())
 }
 
-type hashedKey struct {
+// hashedLine is one hashed host of a plain known_hosts line: its salt and
+// hash are hostIndex.saltHash[off:off+saltLen+sha1.Size].
+type hashedLine struct {
+	off, saltLen int32
+	seq          int32 // the line's place in load order
+}
+
+// pendingHashed is a hashedLine while the index is built.
+type pendingHashed struct {
 	hashedName
-	key ssh.PublicKey
+	negs []string // the line's !patterns
+	seq  int32
 }
 
-// hostIndex maps host keys to names. It is built once, at load; lookups are
-// keyed by the marshaled key so a decision never scans a file.
+// hostEntry locates one host key's data in the hostIndex arrays: each field
+// is where the key's part starts; it ends where the next entry's starts.
+type hostEntry struct {
+	blob, names, hashed int32
+}
+
+// entryExtra is what only few keys have.
+type entryExtra struct {
+	wild    []wildName
+	revoked string // "FILE:LINE" of an @revoked line, or ""
+}
+
+// hostIndex maps host keys to names. It is built once, at load, and packed
+// into a few arrays (a 10,000-line known_hosts costs about a megabyte);
+// lookups are keyed by the marshaled key so a decision never scans a file.
+//
+// Hashed lines are matched against the policy's literal names only when a
+// key's names are first asked for, and only that key's lines: loading
+// hashes nothing. The result is memoized, so Decide stays fast and
+// deterministic.
 type hostIndex struct {
-	keys   map[string]*hostEntry // by string(key.Marshal())
-	cas    map[string][]caLine   // CA key → its @cert-authority lines
-	byName map[string][]ssh.PublicKey
-	byFP   map[string]ssh.PublicKey
-	hashed []hashedKey // kept for ResolveHost of names the policy does not mention
+	// slots is an open-addressing hash table over the entries' key blobs:
+	// entry+1, or 0 for an empty slot. A map would cost more than the
+	// blobs themselves.
+	slots    []int32
+	seed     maphash.Seed
+	blobs    string       // every entry's marshaled key, entry by entry
+	ents     []hostEntry  // one per key, in order of first appearance, then an end marker
+	names    []string     // literal names, lower case, entry by entry, in file order
+	nameSeq  []int32      // the line that gave each name, in load order
+	hashed   []hashedLine // hashed hosts, entry by entry, in file order
+	saltHash []byte
+	negs     map[int32][]string // hashed index → the !patterns of its line, if any
+	extra    map[int32]*entryExtra
+	cas      map[string][]caLine // CA key → its @cert-authority lines
+
+	policyNames []string // the only names hashed hosts are checked against
+
+	mu   sync.RWMutex
+	memo map[int32][]string // entry → its names with hashed matches merged in
 
 	lines, hashedLines, caLines, revokedLines int
 }
 
 func newHostIndex() *hostIndex {
-	return &hostIndex{
-		keys:   map[string]*hostEntry{},
-		cas:    map[string][]caLine{},
-		byName: map[string][]ssh.PublicKey{},
-		byFP:   map[string]ssh.PublicKey{},
-	}
+	return (&indexBuilder{}).freeze()
 }
 
 // maxWarnings bounds how many bad known_hosts lines are reported one by one.
 const maxWarnings = 20
 
-// addFile indexes one known_hosts file. policyNames are the literal host
-// names the policy mentions; hashed entries are matched against them only.
-// Bad lines are skipped with a warning, as ssh does.
-func (ix *hostIndex) addFile(file string, data []byte, policyNames []string, warn func(string)) {
+// indexBuilder collects known_hosts lines at load; freeze packs them.
+type indexBuilder struct {
+	policyNames []string
+	keys        map[string]int32
+	ents        []*pendingEntry
+	cas         map[string][]caLine
+	seq         int32 // lines seen
+	blobBytes   int
+
+	lines, hashedLines, caLines, revokedLines int
+}
+
+type pendingEntry struct {
+	blob    string
+	names   []string
+	seqs    []int32
+	hashed  []pendingHashed
+	wild    []wildName
+	revoked string
+}
+
+// newIndexBuilder starts an index; policyNames are the literal host names
+// the policy mentions, the only names hashed entries are matched against.
+func newIndexBuilder(policyNames []string) *indexBuilder {
+	return &indexBuilder{policyNames: policyNames, keys: map[string]int32{}, cas: map[string][]caLine{}}
+}
+
+// addFile indexes one known_hosts file. Bad lines are skipped with a
+// warning, as ssh does.
+func (b *indexBuilder) addFile(file string, data []byte, warn func(string)) {
 	bad := 0
 	lineNo := 0
 	for len(data) > 0 {
@@ -105,7 +168,7 @@ func (ix *hostIndex) addFile(file string, data []byte, policyNames []string, war
 		if len(t) == 0 || t[0] == '#' {
 			continue
 		}
-		if err := ix.addLine(file, lineNo, t, policyNames); err != nil {
+		if err := b.addLine(file, lineNo, t); err != nil {
 			bad++
 			if bad <= maxWarnings {
 				warn(fmt.Sprintf("%s:%d: skipped: %v", file, lineNo, err))
@@ -117,7 +180,7 @@ func (ix *hostIndex) addFile(file string, data []byte, policyNames []string, war
 	}
 }
 
-func (ix *hostIndex) addLine(file string, lineNo int, line []byte, policyNames []string) error {
+func (b *indexBuilder) addLine(file string, lineNo int, line []byte) error {
 	marker, hosts, key, _, _, err := ssh.ParseKnownHosts(line)
 	if err == io.EOF {
 		return fmt.Errorf("not a known_hosts line: want host names, a key type and a key")
@@ -128,15 +191,18 @@ func (ix *hostIndex) addLine(file string, lineNo int, line []byte, policyNames [
 	if key == nil {
 		return fmt.Errorf("no host key on the line")
 	}
-	where := fmt.Sprintf("%s:%d", file, lineNo)
-	kb := string(key.Marshal())
+	kb := key.Marshal()
+	if b.seq == math.MaxInt32 || b.blobBytes > math.MaxInt32-len(kb) {
+		return fmt.Errorf("known_hosts is too large: split it or remove old lines")
+	}
+	b.seq++
 	switch marker {
 	case "revoked":
-		e := ix.entry(kb, key)
+		e := b.entry(kb)
 		if e.revoked == "" {
-			e.revoked = where
+			e.revoked = fmt.Sprintf("%s:%d", file, lineNo)
 		}
-		ix.revokedLines++
+		b.revokedLines++
 		return nil
 	case "cert-authority":
 		var ca caLine
@@ -156,8 +222,8 @@ func (ix *hostIndex) addLine(file string, lineNo int, line []byte, policyNames [
 				ca.lits = append(ca.lits, normalizeHostPort(strings.ToLower(h)))
 			}
 		}
-		ix.cas[kb] = append(ix.cas[kb], ca)
-		ix.caLines++
+		b.cas[string(kb)] = append(b.cas[string(kb)], ca)
+		b.caLines++
 		return nil
 	case "":
 	default:
@@ -185,56 +251,216 @@ func (ix *hostIndex) addLine(file string, lineNo int, line []byte, policyNames [
 			lits = append(lits, normalizeHostPort(strings.ToLower(h)))
 		}
 	}
-	e := ix.entry(kb, key)
-	ix.lines++
-	negated := func(n string) bool {
-		for _, ng := range negs {
-			if globMatch(ng, n) {
-				return true
-			}
-		}
-		return false
-	}
+	e := b.entry(kb)
+	b.lines++
 	for _, n := range lits {
-		if !negated(n) {
-			e.addName(n)
+		if !negatedBy(negs, n) && !slices.Contains(e.names, n) {
+			e.names = append(e.names, n)
+			e.seqs = append(e.seqs, b.seq)
 		}
 	}
 	for _, g := range globs {
 		e.wild = append(e.wild, wildName{pat: g, negs: negs})
 	}
 	for _, hn := range hashed {
-		ix.hashedLines++
-		ix.hashed = append(ix.hashed, hashedKey{hashedName: hn, key: key})
-		f := newHashFn(hn.salt)
-		for _, n := range policyNames {
-			if hn.matchesWith(f, n) && !negated(n) {
-				e.addName(n)
-			}
-		}
-	}
-	for _, n := range e.names {
-		if !slices.ContainsFunc(ix.byName[n], func(k ssh.PublicKey) bool { return string(k.Marshal()) == kb }) {
-			ix.byName[n] = append(ix.byName[n], key)
-		}
+		b.hashedLines++
+		e.hashed = append(e.hashed, pendingHashed{hashedName: hn, negs: negs, seq: b.seq})
 	}
 	return nil
 }
 
-func (ix *hostIndex) entry(kb string, key ssh.PublicKey) *hostEntry {
-	e := ix.keys[kb]
-	if e == nil {
-		e = &hostEntry{fp: ssh.FingerprintSHA256(key)}
-		ix.keys[kb] = e
-		ix.byFP[e.fp] = key
+func (b *indexBuilder) entry(kb []byte) *pendingEntry {
+	if i, ok := b.keys[string(kb)]; ok {
+		return b.ents[i]
 	}
+	e := &pendingEntry{blob: string(kb)}
+	b.keys[e.blob] = int32(len(b.ents))
+	b.ents = append(b.ents, e)
+	b.blobBytes += len(kb)
 	return e
 }
 
-func (e *hostEntry) addName(n string) {
-	if !slices.Contains(e.names, n) {
-		e.names = append(e.names, n)
+// freeze packs what was collected into a hostIndex: a few exactly sized
+// arrays instead of objects per key, so the index stays small and the
+// garbage of loading can all be returned to the OS.
+func (b *indexBuilder) freeze() *hostIndex {
+	ix := &hostIndex{
+		seed:         maphash.MakeSeed(),
+		cas:          b.cas,
+		policyNames:  b.policyNames,
+		lines:        b.lines,
+		hashedLines:  b.hashedLines,
+		caLines:      b.caLines,
+		revokedLines: b.revokedLines,
 	}
+	if ix.cas == nil {
+		ix.cas = map[string][]caLine{}
+	}
+	var nNames, nameBytes, nHashed, shBytes int
+	for _, e := range b.ents {
+		nNames += len(e.names)
+		for _, n := range e.names {
+			nameBytes += len(n)
+		}
+		nHashed += len(e.hashed)
+		for _, h := range e.hashed {
+			shBytes += len(h.sh)
+		}
+	}
+	var blobs, text strings.Builder
+	blobs.Grow(b.blobBytes)
+	text.Grow(nameBytes)
+	ix.saltHash = make([]byte, 0, shBytes)
+	ix.ents = make([]hostEntry, len(b.ents)+1)
+	ix.nameSeq = make([]int32, 0, nNames)
+	ix.hashed = make([]hashedLine, 0, nHashed)
+	for i, e := range b.ents {
+		ix.ents[i] = hostEntry{blob: int32(blobs.Len()), names: int32(len(ix.nameSeq)), hashed: int32(len(ix.hashed))}
+		blobs.WriteString(e.blob)
+		for _, n := range e.names {
+			text.WriteString(n)
+		}
+		ix.nameSeq = append(ix.nameSeq, e.seqs...)
+		for _, h := range e.hashed {
+			if len(h.negs) > 0 {
+				if ix.negs == nil {
+					ix.negs = map[int32][]string{}
+				}
+				ix.negs[int32(len(ix.hashed))] = h.negs
+			}
+			ix.hashed = append(ix.hashed, hashedLine{off: int32(len(ix.saltHash)), saltLen: int32(len(h.salt())), seq: h.seq})
+			ix.saltHash = append(ix.saltHash, h.sh...)
+		}
+		if len(e.wild) > 0 || e.revoked != "" {
+			if ix.extra == nil {
+				ix.extra = map[int32]*entryExtra{}
+			}
+			ix.extra[int32(i)] = &entryExtra{wild: e.wild, revoked: e.revoked}
+		}
+	}
+	ix.ents[len(b.ents)] = hostEntry{blob: int32(blobs.Len()), names: int32(len(ix.nameSeq)), hashed: int32(len(ix.hashed))}
+	ix.blobs = blobs.String()
+	names, off := text.String(), 0
+	ix.names = make([]string, 0, nNames)
+	for _, e := range b.ents {
+		for _, n := range e.names {
+			ix.names = append(ix.names, names[off:off+len(n)])
+			off += len(n)
+		}
+	}
+	// At most two thirds full, so probes stay short.
+	size := 4
+	for size < len(b.ents)+len(b.ents)/2+1 {
+		size *= 2
+	}
+	ix.slots = make([]int32, size)
+	for i := range int32(len(b.ents)) {
+		s := ix.mask(maphash.String(ix.seed, ix.blob(i)))
+		for ix.slots[s] != 0 {
+			s = (s + 1) & (len(ix.slots) - 1)
+		}
+		ix.slots[s] = i + 1
+	}
+	return ix
+}
+
+func (ix *hostIndex) mask(h uint64) int { return int(h & uint64(len(ix.slots)-1)) }
+
+// lookup finds the entry of a marshaled key.
+func (ix *hostIndex) lookup(kb []byte) (int32, bool) {
+	for s := ix.mask(maphash.Bytes(ix.seed, kb)); ix.slots[s] != 0; s = (s + 1) & (len(ix.slots) - 1) {
+		if i := ix.slots[s] - 1; ix.blob(i) == string(kb) {
+			return i, true
+		}
+	}
+	return 0, false
+}
+
+func (ix *hostIndex) count() int { return len(ix.ents) - 1 }
+
+func (ix *hostIndex) blob(i int32) string {
+	return ix.blobs[ix.ents[i].blob:ix.ents[i+1].blob]
+}
+
+func (ix *hostIndex) plainNames(i int32) ([]string, []int32) {
+	a, z := ix.ents[i].names, ix.ents[i+1].names
+	return ix.names[a:z:z], ix.nameSeq[a:z:z]
+}
+
+// hashedOf is the range of ix.hashed that holds entry i's hashed hosts.
+func (ix *hostIndex) hashedOf(i int32) (from, to int32) {
+	return ix.ents[i].hashed, ix.ents[i+1].hashed
+}
+
+// hashedName is hashed host k's salt and hash.
+func (ix *hostIndex) hashedName(k int32) hashedName {
+	h := ix.hashed[k]
+	end := h.off + h.saltLen + sha1.Size
+	return hashedName{sh: ix.saltHash[h.off:end:end]}
+}
+
+func (ix *hostIndex) extraOf(i int32) entryExtra {
+	if e := ix.extra[i]; e != nil {
+		return *e
+	}
+	return entryExtra{}
+}
+
+// key is entry i's host key.
+func (ix *hostIndex) key(i int32) (ssh.PublicKey, error) {
+	return ssh.ParsePublicKey([]byte(ix.blob(i)))
+}
+
+// namesOf is entry i's names: its literal names and the policy's names its
+// hashed lines match, in file order, as if all were read at load. The
+// callers must not modify the slice.
+func (ix *hostIndex) namesOf(i int32) []string {
+	plain, seqs := ix.plainNames(i)
+	from, to := ix.hashedOf(i)
+	if from == to || len(ix.policyNames) == 0 {
+		return plain
+	}
+	ix.mu.RLock()
+	names, ok := ix.memo[i]
+	ix.mu.RUnlock()
+	if ok {
+		return names
+	}
+	names = make([]string, 0, len(plain)+1)
+	add := func(n string) {
+		if !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	j := 0
+	for k := from; k < to; k++ {
+		// A line's literal names come before its hashed ones.
+		for ; j < len(plain) && seqs[j] <= ix.hashed[k].seq; j++ {
+			add(plain[j])
+		}
+		h := ix.hashedName(k)
+		f := newHashFn(h.salt())
+		for _, n := range ix.policyNames {
+			if h.matchesWith(f, n) && !negatedBy(ix.negs[k], n) {
+				add(n)
+			}
+		}
+	}
+	for ; j < len(plain); j++ {
+		add(plain[j])
+	}
+	names = slices.Clip(names)
+	ix.mu.Lock()
+	if prev, ok := ix.memo[i]; ok {
+		names = prev
+	} else {
+		if ix.memo == nil {
+			ix.memo = map[int32][]string{}
+		}
+		ix.memo[i] = names
+	}
+	ix.mu.Unlock()
+	return names
 }
 
 func parseHashed(h string) (hashedName, error) {
@@ -247,7 +473,17 @@ func parseHashed(h string) (hashedName, error) {
 	if err1 != nil || err2 != nil || len(hash) != sha1.Size || len(salt) == 0 {
 		return hashedName{}, fmt.Errorf("hashed host %q has a bad salt or hash", h)
 	}
-	return hashedName{salt: salt, hash: hash}, nil
+	return hashedName{sh: append(salt, hash...)}, nil
+}
+
+// fingerprintOf is ssh.FingerprintSHA256 of a key already marshaled.
+func fingerprintOf(blob []byte) string {
+	sum := sha256.Sum256(blob)
+	const prefix = "SHA256:"
+	var buf [len(prefix) + 43]byte // 43: 32 bytes in unpadded base64
+	copy(buf[:], prefix)
+	base64.RawStdEncoding.Encode(buf[len(prefix):], sum[:])
+	return string(buf[:])
 }
 
 // hop is one resolved hop: everything Decide needs about a host key.
@@ -293,31 +529,32 @@ func (ix *hostIndex) resolve(h Hop, ct certTime) hop {
 	kb := h.HostKey.Marshal()
 	cert, isCert := h.HostKey.(*ssh.Certificate)
 	if !isCert {
-		if e := ix.keys[string(kb)]; e != nil {
-			out.fps = []string{e.fp}
-			if e.revoked != "" {
-				out.revoked = "the host key " + e.fp + " is marked @revoked in " + e.revoked
+		out.fps = []string{fingerprintOf(kb)}
+		if i, ok := ix.lookup(kb); ok {
+			x := ix.extraOf(i)
+			if x.revoked != "" {
+				out.revoked = "the host key " + out.fps[0] + " is marked @revoked in " + x.revoked
 				return out
 			}
-			out.names, out.wild = e.names, e.wild
-			return out
+			out.names, out.wild = ix.namesOf(i), x.wild
 		}
-		out.fps = []string{ssh.FingerprintSHA256(h.HostKey)}
 		return out
 	}
 
 	out.fps = []string{ssh.FingerprintSHA256(cert.Key), ssh.FingerprintSHA256(cert.SignatureKey), ssh.FingerprintSHA256(cert)}
 	for _, k := range []ssh.PublicKey{cert, cert.Key, cert.SignatureKey} {
-		if e := ix.keys[string(k.Marshal())]; e != nil && e.revoked != "" {
-			out.revoked = "the host key " + e.fp + " is marked @revoked in " + e.revoked
-			return out
+		if i, ok := ix.lookup(k.Marshal()); ok {
+			if r := ix.extraOf(i).revoked; r != "" {
+				out.revoked = "the host key " + ssh.FingerprintSHA256(k) + " is marked @revoked in " + r
+				return out
+			}
 		}
 	}
 	// A certified host is also known by its plain key, as ssh falls back
 	// to it.
-	if e := ix.keys[string(cert.Key.Marshal())]; e != nil {
-		out.names = append(out.names, e.names...)
-		out.wild = append(out.wild, e.wild...)
+	if i, ok := ix.lookup(cert.Key.Marshal()); ok {
+		out.names = append(out.names, ix.namesOf(i)...)
+		out.wild = append(out.wild, ix.extraOf(i).wild...)
 	}
 	lines := ix.cas[string(cert.SignatureKey.Marshal())]
 	if len(lines) == 0 {
@@ -374,7 +611,7 @@ func (ca *caLine) covers(n string) bool {
 		}
 	}
 	for _, h := range ca.hashed {
-		if h.matchesWith(newHashFn(h.salt), n) {
+		if h.matchesWith(newHashFn(h.salt()), n) {
 			return true
 		}
 	}
@@ -382,30 +619,70 @@ func (ca *caLine) covers(n string) bool {
 }
 
 // lookupName returns the host keys known_hosts lists for a name (plain or
-// hashed) or a fingerprint. Used by `policy explain`, not by Decide.
+// hashed) or a fingerprint. Used by `policy explain`, not by Decide, so it
+// scans: first the keys the name was given to at load (literal names, and
+// hashed hosts matching a name the policy mentions), in the order of the
+// lines that gave it; then keys of other hashed hosts with that name,
+// unless revoked.
 func (ix *hostIndex) lookupName(name string) []ssh.PublicKey {
-	if strings.HasPrefix(name, "SHA256:") {
-		if k, ok := ix.byFP[name]; ok {
-			return []ssh.PublicKey{k}
+	if fp, ok := strings.CutPrefix(name, "SHA256:"); ok {
+		want, err := base64.RawStdEncoding.DecodeString(fp)
+		if err != nil {
+			return nil
+		}
+		for i := range int32(ix.count()) {
+			if sum := sha256.Sum256([]byte(ix.blob(i))); bytes.Equal(sum[:], want) {
+				if k, err := ix.key(i); err == nil {
+					return []ssh.PublicKey{k}
+				}
+			}
 		}
 		return nil
 	}
 	n := normalizeHostPort(strings.ToLower(name))
-	out := slices.Clone(ix.byName[n])
-	seen := map[string]bool{}
-	for _, k := range out {
-		seen[string(k.Marshal())] = true
+	type given struct{ seq, ent int32 }
+	var byName []given
+	for i := range int32(ix.count()) {
+		names, seqs := ix.plainNames(i)
+		if j := slices.Index(names, n); j >= 0 {
+			byName = append(byName, given{seqs[j], i})
+		}
 	}
-	for _, h := range ix.hashed {
-		kb := string(h.key.Marshal())
-		if seen[kb] || !h.matchesWith(newHashFn(h.salt), n) {
-			continue
+	var hashed []given // hashed hosts that are n, in file order
+	policyName := slices.Contains(ix.policyNames, n)
+	for i := range int32(ix.count()) {
+		from, to := ix.hashedOf(i)
+		for k := from; k < to; k++ {
+			if h := ix.hashedName(k); !h.matchesWith(newHashFn(h.salt()), n) {
+				continue
+			}
+			g := given{ix.hashed[k].seq, i}
+			hashed = append(hashed, g)
+			if policyName && !negatedBy(ix.negs[k], n) {
+				byName = append(byName, g)
+			}
 		}
-		if e := ix.keys[kb]; e != nil && e.revoked != "" {
-			continue
+	}
+	bySeq := func(a, b given) int { return cmp.Compare(a.seq, b.seq) }
+	slices.SortFunc(byName, bySeq)
+	slices.SortFunc(hashed, bySeq)
+	var out []ssh.PublicKey
+	seen := map[int32]bool{}
+	add := func(i int32) {
+		seen[i] = true
+		if k, err := ix.key(i); err == nil {
+			out = append(out, k)
 		}
-		seen[kb] = true
-		out = append(out, h.key)
+	}
+	for _, g := range byName {
+		if !seen[g.ent] {
+			add(g.ent)
+		}
+	}
+	for _, g := range hashed {
+		if !seen[g.ent] && ix.extraOf(g.ent).revoked == "" {
+			add(g.ent)
+		}
 	}
 	return out
 }

@@ -20,6 +20,8 @@ type locator struct {
 	values map[string]position
 	arrays map[string]int // array-of-tables path → entries seen
 	i      int
+
+	line, lineStart int // newlines before lineStart, the start of the last line pos saw
 }
 
 func newLocator(src string) *locator {
@@ -75,7 +77,14 @@ func (l *locator) pos(off int) position {
 		off = len(l.src)
 	}
 	start := strings.LastIndexByte(l.src[:off], '\n') + 1
-	return position{strings.Count(l.src[:start], "\n") + 1, off - start + 1}
+	// The scanner asks in file order: count only the newlines since the
+	// last answer.
+	if start < l.lineStart {
+		l.line, l.lineStart = 0, 0
+	}
+	l.line += strings.Count(l.src[l.lineStart:start], "\n")
+	l.lineStart = start
+	return position{l.line + 1, off - start + 1}
 }
 
 func (l *locator) peek(k int) byte {

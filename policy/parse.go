@@ -52,6 +52,24 @@ type checker struct {
 	file string
 	loc  *locator
 	errs []*FileError
+
+	kept     map[string]string      // see keep
+	compiled map[string]destPattern // allow/deny entries compiled so far
+}
+
+// keep returns a copy of s, one per distinct string. Strings the policy
+// keeps are copied out of the TOML text, so the text can be freed, and
+// repeated ones (the same host in many rules) are stored once.
+func (c *checker) keep(s string) string {
+	if k, ok := c.kept[s]; ok {
+		return k
+	}
+	if c.kept == nil {
+		c.kept = map[string]string{}
+	}
+	k := strings.Clone(s)
+	c.kept[k] = k
+	return k
 }
 
 func (c *checker) errAt(pos position, format string, args ...any) {
@@ -140,7 +158,7 @@ func (c *checker) policy(raw map[string]any) *Policy {
 			if strings.TrimSpace(s) == "" {
 				c.bad("prompt", "prompt is empty: remove the line to use the default")
 			}
-			p.prompt = s
+			p.prompt = c.keep(s)
 		}
 	}
 	if v, ok := raw["confirm_timeout"]; ok {
@@ -205,7 +223,7 @@ func (c *checker) keyRule(t map[string]any, path string, d *rule) *rule {
 		case m == "":
 			c.bad(path+".match", "match is empty: write a fingerprint \"SHA256:…\" or a comment glob like \"work-*\"")
 		}
-		r.match = m
+		r.match = c.keep(m)
 	}
 	r.section = fmt.Sprintf("key %q", r.match)
 	c.ruleFields(t, path, &r)
@@ -364,7 +382,7 @@ func (c *checker) stringList(path string, v any, ok func(path, s string) bool) [
 			continue
 		}
 		if ok(ep, s) {
-			out = append(out, s)
+			out = append(out, c.keep(s))
 		}
 	}
 	return out
@@ -373,10 +391,22 @@ func (c *checker) stringList(path string, v any, ok func(path, s string) bool) [
 func (c *checker) patterns(path string, v any) []destPattern {
 	var out []destPattern
 	c.stringList(path, v, func(ep, s string) bool {
-		p, err := compilePattern(s)
-		if err != nil {
-			c.bad(ep, "bad pattern in %s: %v", lastField(path), err)
-			return false
+		p, ok := c.compiled[s]
+		if !ok {
+			var err error
+			if p, err = compilePattern(s); err != nil {
+				c.bad(ep, "bad pattern in %s: %v", lastField(path), err)
+				return false
+			}
+			// Compiled patterns are never modified, so rules share them.
+			p.raw = c.keep(p.raw)
+			for i := range p.parts {
+				p.parts[i].s = c.keep(p.parts[i].s)
+			}
+			if c.compiled == nil {
+				c.compiled = map[string]destPattern{}
+			}
+			c.compiled[p.raw] = p
 		}
 		out = append(out, p)
 		return true
@@ -427,9 +457,20 @@ func tomlType(v any) string {
 
 // lintRules warns about [[key]] sections that can never apply.
 func (p *Policy) lintRules(loc *locator) {
+	type ends struct{ prefix, suffix string }
+	lit := make([]ends, len(p.rules))
+	for i, r := range p.rules {
+		lit[i].prefix, lit[i].suffix = literalEnds(r.match)
+	}
+	// subsumes is globSubsumes(prev, r), first ruling out (cheaply) a
+	// prev whose literal start or end r does not share.
+	subsumes := func(j, i int) bool {
+		prev, r := p.rules[j].match, p.rules[i].match
+		return strings.HasPrefix(r, lit[j].prefix) && strings.HasSuffix(r, lit[j].suffix) && globSubsumes(prev, r)
+	}
 	for i, r := range p.rules {
 		for j, prev := range p.rules[:i] {
-			if prev.match == r.match || (!prev.byFP && !r.byFP && globSubsumes(prev.match, r.match)) {
+			if prev.match == r.match || (!prev.byFP && !r.byFP && subsumes(j, i)) {
 				at := loc.key(fmt.Sprintf("key[%d]", i))
 				pat := loc.key(fmt.Sprintf("key[%d]", j))
 				p.warnings = append(p.warnings, fmt.Sprintf("%s:%d:%d: [[key]] match %q never applies: the [[key]] at line %d (match %q) comes first and matches the same keys", p.name, at.line, at.col, r.match, pat.line, prev.match))
@@ -442,8 +483,7 @@ func (p *Policy) lintRules(loc *locator) {
 // readKnownHosts reads the known_hosts files and builds the host index. A
 // missing file is a warning; an unreadable one an error.
 func (p *Policy) readKnownHosts(c *checker, readFile func(string) ([]byte, error)) error {
-	names := p.literalNames()
-	ix := newHostIndex()
+	b := newIndexBuilder(p.literalNames())
 	warn := func(s string) { p.warnings = append(p.warnings, s) }
 	var files []string
 	for i, f := range p.knownHosts {
@@ -465,16 +505,16 @@ func (p *Policy) readKnownHosts(c *checker, readFile func(string) ([]byte, error
 			c.bad(fmt.Sprintf("known_hosts[%d]", i), "cannot read known_hosts file %s: %v", path, err)
 			continue
 		}
-		ix.addFile(path, data, names, warn)
+		b.addFile(path, data, warn)
 	}
 	if len(c.errs) > 0 {
 		return FileErrors(c.errs)
 	}
-	if ix.hashedLines > 0 && p.hasGlobs() {
-		warn(fmt.Sprintf("known_hosts has %d hashed entries; globs in allow/deny never match them (hashes can only be checked against exact names): name those hosts exactly or by fingerprint", ix.hashedLines))
+	if b.hashedLines > 0 && p.hasGlobs() {
+		warn(fmt.Sprintf("known_hosts has %d hashed entries; globs in allow/deny never match them (hashes can only be checked against exact names): name those hosts exactly or by fingerprint", b.hashedLines))
 	}
 	p.knownHosts = files
-	p.index = ix
+	p.index = b.freeze()
 	return nil
 }
 

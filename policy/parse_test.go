@@ -181,11 +181,39 @@ max_forward_depth = 0
 }
 
 func TestParseWarnsAboutShadowedRules(t *testing.T) {
-	src := "[[key]]\nmatch = \"work-*\"\n\n[[key]]\nmatch = \"work-laptop\"\n"
-	p := mustParse(t, src, files{})
-	want := `/etc/policy.toml:4:1: [[key]] match "work-laptop" never applies: the [[key]] at line 1 (match "work-*") comes first and matches the same keys`
-	if !strings.Contains(strings.Join(p.Warnings(), "\n"), want) {
-		t.Errorf("warnings = %q, want %q", p.Warnings(), want)
+	fp := newTestKey(t, 1).fp()
+	tests := []struct {
+		name    string
+		matches []string
+		want    []string // the warnings about [[key]] sections
+	}{
+		{"glob shadows a literal", []string{"work-*", "work-laptop"}, []string{
+			`/etc/policy.toml:4:1: [[key]] match "work-laptop" never applies: the [[key]] at line 1 (match "work-*") comes first and matches the same keys`}},
+		{"suffix glob", []string{"*-laptop", "home-*", "work-laptop"}, []string{
+			`/etc/policy.toml:7:1: [[key]] match "work-laptop" never applies: the [[key]] at line 1 (match "*-laptop") comes first and matches the same keys`}},
+		{"? and narrower glob; the first shadowing rule is named", []string{"home-*", "w?rk-*", "*", "work-a*"}, []string{
+			`/etc/policy.toml:10:1: [[key]] match "work-a*" never applies: the [[key]] at line 4 (match "w?rk-*") comes first and matches the same keys`}},
+		{"same fingerprint twice", []string{fp, "x*", fp}, []string{
+			fmt.Sprintf(`/etc/policy.toml:7:1: [[key]] match %q never applies: the [[key]] at line 1 (match %q) comes first and matches the same keys`, fp, fp)}},
+		{"nothing shadowed", []string{"work-*", "home-*", "a*b", "a*", "*b", "w?rk"}, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var src strings.Builder
+			for _, m := range tc.matches {
+				fmt.Fprintf(&src, "[[key]]\nmatch = %q\n\n", m)
+			}
+			p := mustParse(t, src.String(), files{})
+			var got []string
+			for _, w := range p.Warnings() {
+				if strings.Contains(w, "[[key]]") {
+					got = append(got, w)
+				}
+			}
+			if fmt.Sprintf("%q", got) != fmt.Sprintf("%q", tc.want) {
+				t.Errorf("warnings:\n got %q\nwant %q", got, tc.want)
+			}
+		})
 	}
 }
 
@@ -226,5 +254,29 @@ func TestLoad(t *testing.T) {
 	}
 	if got := p.HostNames(w.jump.pub); fmt.Sprint(got) != "[jump.example]" {
 		t.Errorf("HostNames(jump) = %v", got)
+	}
+}
+
+// TestLocatorPos: positions are right whatever order they are asked in
+// (the scanner asks in file order and pos counts only new lines).
+func TestLocatorPos(t *testing.T) {
+	l := &locator{src: "a\nbb\n\nccc"}
+	tests := []struct {
+		off  int
+		want position
+	}{
+		{0, position{1, 1}},
+		{3, position{2, 2}},
+		{5, position{3, 1}},
+		{8, position{4, 3}},
+		{2, position{2, 1}}, // back again
+		{1, position{1, 2}},
+		{99, position{4, 4}}, // past the end: the end
+		{6, position{4, 1}},
+	}
+	for _, tc := range tests {
+		if got := l.pos(tc.off); got != tc.want {
+			t.Errorf("pos(%d) = %v, want %v", tc.off, got, tc.want)
+		}
 	}
 }

@@ -200,34 +200,41 @@ func globMatch(p, s string) bool {
 // known_hosts name only when this holds, so a wildcard line never widens
 // what the policy allows.
 func globSubsumes(p, w string) bool {
-	// memo[i*(len(w)+1)+j]: 0 unknown, 1 false, 2 true
-	memo := make([]uint8, (len(p)+1)*(len(w)+1))
-	var cover func(i, j int) bool
-	cover = func(i, j int) bool {
-		k := i*(len(w)+1) + j
-		if memo[k] != 0 {
-			return memo[k] == 2
-		}
-		var r bool
-		switch {
-		case i == len(p):
-			r = j == len(w)
-		case p[i] == '*':
-			r = cover(i+1, j) || (j < len(w) && cover(i, j+1))
-		case j == len(w):
-			r = false
-		case p[i] == '?':
-			r = w[j] != '*' && cover(i+1, j+1)
-		default:
-			r = w[j] == p[i] && cover(i+1, j+1)
-		}
-		memo[k] = 1
-		if r {
-			memo[k] = 2
-		}
-		return r
+	// cover(i, j): p[i:] covers w[j:]. Row i depends only on rows i and
+	// i+1, so two rows suffice; small ones live on the stack.
+	var small [2][64]bool
+	var next, cur []bool
+	if len(w) < len(small[0]) {
+		next, cur = small[0][:len(w)+1], small[1][:len(w)+1]
+	} else {
+		next, cur = make([]bool, len(w)+1), make([]bool, len(w)+1)
 	}
-	return cover(0, 0)
+	next[len(w)] = true // p[len(p):] covers only the empty rest
+	for i := len(p) - 1; i >= 0; i-- {
+		cur[len(w)] = p[i] == '*' && next[len(w)]
+		for j := len(w) - 1; j >= 0; j-- {
+			switch p[i] {
+			case '*':
+				cur[j] = next[j] || cur[j+1]
+			case '?':
+				cur[j] = w[j] != '*' && next[j+1]
+			default:
+				cur[j] = w[j] == p[i] && next[j+1]
+			}
+		}
+		next, cur = cur, next
+	}
+	return next[0]
+}
+
+// literalEnds are the literal text of a glob before its first and after
+// its last wildcard (all of it if it has none).
+func literalEnds(p string) (prefix, suffix string) {
+	i := strings.IndexAny(p, "*?")
+	if i < 0 {
+		return p, p
+	}
+	return p[:i], p[strings.LastIndexAny(p, "*?")+1:]
 }
 
 // globOverlap reports whether some host matches both globs. Deny entries

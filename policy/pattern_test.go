@@ -1,6 +1,9 @@
 package policy
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestGlobMatch(t *testing.T) {
 	tests := []struct {
@@ -43,6 +46,12 @@ func TestGlobSubsumesAndOverlap(t *testing.T) {
 		{"x*.lab", "*.lab", false, true},
 		{"*.prod.internal", "db*.internal", false, true},
 		{"a*", "b*", false, false},
+		{"", "", true, true},
+		{"*", "", true, true},
+		{"?", "*", false, true},
+		{"*a*b*", "xaybz", true, true},
+		{strings.Repeat("x", 70) + "*", strings.Repeat("x", 80) + "*.lab", true, true}, // longer than the stack rows
+		{strings.Repeat("x", 70) + "?", strings.Repeat("x", 70) + "*", false, true},
 	}
 	for _, tc := range tests {
 		if got := globSubsumes(tc.p, tc.w); got != tc.subsumes {
@@ -128,6 +137,47 @@ func TestCheckSettings(t *testing.T) {
 		}
 		if got != tc.want {
 			t.Errorf("CheckSettings(%+v) = %q, want %q", tc.s, got, tc.want)
+		}
+	}
+}
+
+// refGlobSubsumes is the plain recursive definition globSubsumes computes.
+func refGlobSubsumes(p, w string) bool {
+	switch {
+	case p == "":
+		return w == ""
+	case p[0] == '*':
+		return refGlobSubsumes(p[1:], w) || (w != "" && refGlobSubsumes(p, w[1:]))
+	case w == "":
+		return false
+	case p[0] == '?':
+		return w[0] != '*' && refGlobSubsumes(p[1:], w[1:])
+	default:
+		return w[0] == p[0] && refGlobSubsumes(p[1:], w[1:])
+	}
+}
+
+// TestGlobSubsumesExhaustive compares globSubsumes with its definition on
+// every pair of patterns up to 4 bytes over {a, b, *, ?}, and checks that
+// the literal-ends filter lintRules applies first never rejects a pair
+// that is subsumed.
+func TestGlobSubsumesExhaustive(t *testing.T) {
+	pats := []string{""}
+	for n := 0; n < len(pats) && len(pats[n]) < 4; n++ {
+		for _, c := range "ab*?" {
+			pats = append(pats, pats[n]+string(c))
+		}
+	}
+	for _, p := range pats {
+		pre, suf := literalEnds(p)
+		for _, w := range pats {
+			want := refGlobSubsumes(p, w)
+			if got := globSubsumes(p, w); got != want {
+				t.Fatalf("globSubsumes(%q, %q) = %v, want %v", p, w, got, want)
+			}
+			if want && !(strings.HasPrefix(w, pre) && strings.HasSuffix(w, suf)) {
+				t.Fatalf("literalEnds(%q) = %q, %q rules out %q, which it subsumes", p, pre, suf, w)
+			}
 		}
 	}
 }

@@ -14,7 +14,7 @@ func (p *Policy) Summary() string {
 		b.WriteString("known_hosts: none, so no host has a name\n")
 	} else {
 		fmt.Fprintf(&b, "known_hosts: %s (host keys: %d; hashed entries: %d; @cert-authority lines: %d; @revoked lines: %d)\n",
-			strings.Join(p.knownHosts, ", "), len(ix.keys), ix.hashedLines, ix.caLines, ix.revokedLines)
+			strings.Join(p.knownHosts, ", "), ix.count(), ix.hashedLines, ix.caLines, ix.revokedLines)
 	}
 	switch p.unknownDest {
 	case Allow:
