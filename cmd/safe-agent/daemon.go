@@ -170,7 +170,11 @@ func (d *daemon) loadStoredKeys(ctx context.Context) {
 		}
 		msg := err.Error()
 		if msg != warned {
-			d.log.Warn("stored keys not loaded: "+msg+"; keys added with ssh-add still work, and stored keys load as soon as the keyring is available (or run with --keystore none)", "retry", "every 10s")
+			hint := "; keys added with ssh-add still work, and stored keys load as soon as the keyring is available"
+			if !strings.Contains(msg, "--keystore none") {
+				hint += " (or run with --keystore none)"
+			}
+			d.log.Warn("stored keys not loaded: "+msg+hint, "retry", "every 10s")
 			warned = msg
 		}
 		d.setNotes("stored keys not loaded: " + msg)

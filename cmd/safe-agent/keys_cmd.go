@@ -136,8 +136,12 @@ func runAdd(ctx context.Context, f addFlags, files []string, stdout, stderr io.W
 	if conn != nil {
 		defer conn.Close()
 	}
-	if ag == nil && f.noStore {
-		return fmt.Errorf("no agent answers on %s and --no-store was given: start it with `safe-agent serve` (or set SSH_AUTH_SOCK)", socket)
+	if ag == nil && (store == nil || store.Name() == "none") {
+		why := "--no-store was given"
+		if store != nil {
+			why = "--keystore none keeps nothing"
+		}
+		return fmt.Errorf("no agent answers on %s and %s: start it with `safe-agent serve` (or set SSH_AUTH_SOCK)", socket, why)
 	}
 	failed := 0
 	for _, file := range files {
@@ -146,7 +150,7 @@ func runAdd(ctx context.Context, f addFlags, files []string, stdout, stderr io.W
 			failed++
 		}
 	}
-	if ag == nil {
+	if ag == nil && failed < len(files) {
 		fmt.Fprintf(stdout, "No agent answers on %s: stored keys load when it starts (`safe-agent serve`).\n", socket)
 	}
 	if failed > 0 {
@@ -461,6 +465,27 @@ func runRemove(ctx context.Context, socket, storeName string, names []string, st
 				matches = append(matches, k)
 			}
 		}
+		if len(matches) == 0 {
+			// A key the keyring lists but cannot load (a corrupt or
+			// missing item) is not among keys, yet its load error tells
+			// the user to remove it by fingerprint: delete it directly.
+			target := name
+			if isFile {
+				target = fp
+			}
+			if strings.HasPrefix(target, "SHA256:") {
+				deleted, err := deleteStored(ctx, storeName, target)
+				if err != nil {
+					fmt.Fprintf(stderr, "safe-agent remove: %s: delete from the keyring: %v\n", name, err)
+					failed++
+					continue
+				}
+				if deleted {
+					fmt.Fprintf(stdout, "%s: deleted from the keyring (it could not be loaded)\n", target)
+					continue
+				}
+			}
+		}
 		switch {
 		case len(matches) == 0:
 			fmt.Fprintf(stderr, "safe-agent remove: %s: no such key in the agent or the keyring (see `safe-agent list`)\n", name)
@@ -542,4 +567,20 @@ Locking the agent and removing a key clear them too.`,
 	}
 	cmd.Flags().StringVar(&socket, "socket", "", "agent socket (default $SSH_AUTH_SOCK)")
 	return cmd
+}
+
+// deleteStored deletes fingerprint from the keystore; deleted is false
+// when it is not stored there (or the keystore is "none").
+func deleteStored(ctx context.Context, storeName, fingerprint string) (deleted bool, err error) {
+	store, err := newKeystore(storeName)
+	if err != nil || store.Name() == "none" {
+		return false, err
+	}
+	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	err = store.Delete(dctx, fingerprint)
+	if errors.Is(err, keystore.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
 }
