@@ -144,7 +144,7 @@ func runAdd(ctx context.Context, f addFlags, files []string, stdout, stderr io.W
 		return fmt.Errorf("no agent answers on %s and %s: start it with `safe-agent serve` (or set SSH_AUTH_SOCK)", socket, why)
 	}
 	failed := 0
-	for _, file := range files {
+	for _, file := range skipPublicHalves(files, stdout) {
 		if err := addOne(ctx, file, f, settings, store, ag, stdout); err != nil {
 			fmt.Fprintf(stderr, "safe-agent add: %v\n", err)
 			failed++
@@ -157,6 +157,25 @@ func runAdd(ctx context.Context, f addFlags, files []string, stdout, stderr io.W
 		return exitCodeError{code: 1}
 	}
 	return nil
+}
+
+// skipPublicHalves drops KEY.pub and KEY-cert.pub when KEY itself is
+// given, so `safe-agent add ~/.ssh/id_*` adds each key once.
+func skipPublicHalves(files []string, stdout io.Writer) []string {
+	given := map[string]bool{}
+	for _, f := range files {
+		given[f] = true
+	}
+	var out []string
+	for _, f := range files {
+		base := strings.TrimSuffix(strings.TrimSuffix(f, ".pub"), "-cert")
+		if strings.HasSuffix(f, ".pub") && given[base] {
+			fmt.Fprintf(stdout, "Skipped %s: the public half of %s\n", f, base)
+			continue
+		}
+		out = append(out, f)
+	}
+	return out
 }
 
 func addOne(ctx context.Context, file string, f addFlags, settings keystore.Settings, store keystore.Store, ag sshagent.ExtendedAgent, stdout io.Writer) error {
