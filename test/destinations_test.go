@@ -302,6 +302,15 @@ func TestForgedBinds(t *testing.T) {
 	if !strings.Contains(a.stderr.String(), "session-bind refused") {
 		t.Errorf("failed binds not logged")
 	}
+	failed := 0
+	for _, r := range readAudit(t, a.Audit) {
+		if r.Event == "bind-failed" && r.Decision == "denied" && r.Reason != "" && r.Client != nil {
+			failed++
+		}
+	}
+	if failed != len(cases) {
+		t.Errorf("%d bind-failed audit records, want %d (one per forged bind)", failed, len(cases))
+	}
 }
 
 func TestPolicyCheckAndReload(t *testing.T) {
