@@ -234,9 +234,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		err = fmt.Errorf("shutdown: connections still open: %w", ctx.Err())
 	}
-	for _, id := range s.keys.removeAll() {
-		_ = id // destroyed by removeAll
-	}
+	s.keys.removeAll() // wipes every key
 	return err
 }
 

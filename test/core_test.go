@@ -7,9 +7,11 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -353,9 +355,7 @@ func TestBadInput(t *testing.T) {
 }
 
 func TestOtherUserRefused(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to run a client as another user")
-	}
+	needRoot(t, "run a client as another user")
 	setpriv := need(t, "setpriv", "util-linux")
 	a := startAgent(t, agentOpts{})
 	a.mustRun("ssh-add", newKey(t, t.TempDir(), "k", "ed25519", 0))
@@ -486,5 +486,41 @@ func TestCertificateKeys(t *testing.T) {
 	}
 	if signed != len(keyTypes) {
 		t.Errorf("signed with %d certificates, want %d", signed, len(keyTypes))
+	}
+}
+
+func TestLockUnlockCommands(t *testing.T) {
+	a := startAgent(t, agentOpts{})
+	a.mustRun("ssh-add", newKey(t, t.TempDir(), "k", "ed25519", 0))
+	dir := t.TempDir()
+	askpass := filepath.Join(dir, "askpass")
+	passFile := filepath.Join(dir, "pass")
+	os.WriteFile(askpass, []byte("#!/bin/sh\ncat "+passFile+"\n"), 0o755)
+	run := func(pass string, args ...string) (string, int) {
+		os.WriteFile(passFile, []byte(pass+"\n"), 0o600)
+		cmd := exec.Command(agentBin(), args...)
+		cmd.Env = append(a.env(), "SSH_ASKPASS="+askpass)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // no terminal: askpass answers
+		out, err := cmd.CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		return string(out), code
+	}
+	if out, code := run("s3cret", "lock"); code != 0 || !strings.Contains(out, "Agent locked.") {
+		t.Fatalf("safe-agent lock: exit %d %q", code, out)
+	}
+	if out, code := a.run("ssh-add", "-l"); code != 1 || !strings.Contains(out, "no identities") {
+		t.Errorf("locked agent lists keys: %q", out)
+	}
+	if out, code := run("wrong", "unlock"); code == 0 {
+		t.Errorf("unlock with a wrong passphrase: %q", out)
+	}
+	if out, code := run("s3cret", "unlock"); code != 0 || !strings.Contains(out, "Agent unlocked.") {
+		t.Fatalf("safe-agent unlock: exit %d %q", code, out)
+	}
+	if out := a.mustRun("ssh-add", "-l"); !strings.Contains(out, "ED25519") {
+		t.Errorf("after unlock: %q", out)
 	}
 }

@@ -35,21 +35,7 @@ func startSecretBus(t *testing.T, mode keyringMode) *secretBus {
 	daemon := need(t, "dbus-daemon", "dbus")
 	dir := shortTempDir(t)
 	mkdirs(t, filepath.Join(dir, "services"), filepath.Join(dir, "home"), filepath.Join(dir, "data"), filepath.Join(dir, "run"))
-	conf := filepath.Join(dir, "bus.conf")
-	os.WriteFile(conf, []byte(`<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:tmpdir=`+dir+`</listen>
-  <auth>EXTERNAL</auth>
-  <servicedir>`+filepath.Join(dir, "services")+`</servicedir>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-  </policy>
-</busconfig>
-`), 0o644)
+	conf := writeBusConfig(t, dir)
 	bus := exec.Command(daemon, "--config-file="+conf, "--nofork", "--print-address=1")
 	out, err := bus.StdoutPipe()
 	if err != nil {

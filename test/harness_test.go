@@ -307,3 +307,28 @@ func (a *agentProc) rawConn() net.Conn {
 	a.t.Cleanup(func() { c.Close() })
 	return c
 }
+
+// needRoot is need for root: some tests run processes as another user or
+// read another process's memory. Under CI=true its absence is a failure.
+func needRoot(t testing.TB, why string) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("needs root to %s: CI runs the tests as root", why)
+	}
+	t.Skipf("needs root to %s (run the tests as root)", why)
+}
+
+// needDevFull is need for /dev/full, the disk-full stand-in.
+func needDevFull(t testing.TB) {
+	t.Helper()
+	if _, err := os.Stat("/dev/full"); err == nil {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("no /dev/full: the disk-full test needs it")
+	}
+	t.Skip("no /dev/full: the disk-full test needs it")
+}

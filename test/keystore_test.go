@@ -64,24 +64,7 @@ func startSecretService(t *testing.T, keyring bool) *secretService {
 			t.Fatal(err)
 		}
 	}
-	conf := filepath.Join(dir, "bus.conf")
-	err := os.WriteFile(conf, []byte(`<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:tmpdir=`+dir+`</listen>
-  <auth>EXTERNAL</auth>
-  <servicedir>`+filepath.Join(dir, "services")+`</servicedir>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-  </policy>
-</busconfig>
-`), 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conf := writeBusConfig(t, dir)
 	ss.env = []string{
 		"PATH=" + os.Getenv("PATH"),
 		"HOME=" + ss.home,
@@ -869,9 +852,7 @@ func procStatus(t *testing.T, pid int, field string) string {
 // memory map, nor open its memory, nor ptrace it — while that same user can
 // do all of this to an ordinary process of its own (the control).
 func TestDumpProtectionAndLockedMemory(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to run the agent as an unprivileged user")
-	}
+	needRoot(t, "run the agent as an unprivileged user")
 	setpriv := need(t, "setpriv", "util-linux")
 	need(t, "ssh-add", "openssh-client")
 	user := unprivilegedUser(t)
@@ -1086,9 +1067,7 @@ const (
 // what the build leaves (0 with GOEXPERIMENT=runtimesecret; see the keystore
 // package documentation and scanSeedLimit).
 func TestMemoryScanStoredKey(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("reading another process's memory needs root")
-	}
+	needRoot(t, "read another process's memory")
 	ss := startSecretService(t, true)
 	dir := t.TempDir()
 	k := makeKey(t, dir, "scanned", "ed25519", 0)
@@ -1339,4 +1318,30 @@ func TestKeystoreBadInput(t *testing.T) {
 	if l := b.mustRun("ssh-add", "-l"); strings.Count(l, "SHA256:") != 3 {
 		t.Errorf("ssh-add -l:\n%s", l)
 	}
+}
+
+// writeBusConfig writes a private session bus configuration in dir whose
+// only service directory is dir/services (empty unless a test fills it),
+// so nothing is D-Bus-activated behind a test's back.
+func writeBusConfig(t testing.TB, dir string) string {
+	t.Helper()
+	conf := filepath.Join(dir, "bus.conf")
+	err := os.WriteFile(conf, []byte(`<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:tmpdir=`+dir+`</listen>
+  <auth>EXTERNAL</auth>
+  <servicedir>`+filepath.Join(dir, "services")+`</servicedir>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+`), 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conf
 }

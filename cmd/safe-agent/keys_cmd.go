@@ -268,31 +268,79 @@ func settingsText(confirm bool, allow, deny []string, depth *int, lifetime time.
 	return strings.Join(parts, "; ")
 }
 
-// passphraseAsker asks on the terminal, or through SSH_ASKPASS when there
-// is no terminal, as ssh-add does.
+// passphraseAsker asks for a key file's passphrase.
 func passphraseAsker(file string) func() ([]byte, error) {
 	return func() ([]byte, error) {
-		prompt := fmt.Sprintf("Enter passphrase for %s: ", file)
-		if tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0); err == nil {
-			defer tty.Close()
-			fmt.Fprint(tty, prompt)
-			p, err := term.ReadPassword(int(tty.Fd()))
-			fmt.Fprintln(tty)
-			if err != nil {
-				return nil, fmt.Errorf("read passphrase: %w", err)
-			}
-			return p, nil
-		}
-		askpass := os.Getenv("SSH_ASKPASS")
-		if askpass == "" {
-			return nil, fmt.Errorf("%s is protected by a passphrase and there is no terminal to ask on: run this from a terminal, or set SSH_ASKPASS", file)
-		}
-		out, err := exec.Command(askpass, prompt).Output()
-		if err != nil {
-			return nil, fmt.Errorf("%s: passphrase program %s: %w", file, askpass, err)
-		}
-		return bytes.TrimRight(out, "\r\n"), nil
+		return askSecret(fmt.Sprintf("Enter passphrase for %s: ", file), file+" is protected by a passphrase")
 	}
+}
+
+// askSecret asks on the terminal, or through SSH_ASKPASS when there is no
+// terminal, as ssh-add does. why says what needs the secret, for errors.
+func askSecret(prompt, why string) ([]byte, error) {
+	if tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0); err == nil {
+		defer tty.Close()
+		fmt.Fprint(tty, prompt)
+		p, err := term.ReadPassword(int(tty.Fd()))
+		fmt.Fprintln(tty)
+		if err != nil {
+			return nil, fmt.Errorf("read passphrase: %w", err)
+		}
+		return p, nil
+	}
+	askpass := os.Getenv("SSH_ASKPASS")
+	if askpass == "" {
+		return nil, fmt.Errorf("%s and there is no terminal to ask on: run this from a terminal, or set SSH_ASKPASS", why)
+	}
+	out, err := exec.Command(askpass, prompt).Output()
+	if err != nil {
+		return nil, fmt.Errorf("%s: passphrase program %s: %w", why, askpass, err)
+	}
+	return bytes.TrimRight(out, "\r\n"), nil
+}
+
+// newLockCmd and newUnlockCmd are `ssh-add -x` / `ssh-add -X`: while
+// locked the agent lists no keys and signs nothing.
+func newLockCmd(lock bool) *cobra.Command {
+	var socket string
+	use, short, example := "unlock", "Unlock the agent with the passphrase it was locked with", "  safe-agent unlock"
+	if lock {
+		use, short, example = "lock", "Lock the agent with a passphrase: no keys are listed or used until unlock", "  safe-agent lock\n  safe-agent unlock"
+	}
+	cmd := &cobra.Command{
+		Use: use, Short: short, Example: example, Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			socket = agentSocket(socket)
+			ag, conn := dialAgent(socket)
+			if ag == nil {
+				return fmt.Errorf("no agent answers on %s: is safe-agent running (and SSH_AUTH_SOCK set)?", socket)
+			}
+			defer conn.Close()
+			prompt := "Enter lock passphrase: "
+			if !lock {
+				prompt = "Enter unlock passphrase: "
+			}
+			pass, err := askSecret(prompt, use+" needs a passphrase")
+			if err != nil {
+				return err
+			}
+			defer clear(pass)
+			if lock {
+				if err := ag.Lock(pass); err != nil {
+					return fmt.Errorf("lock refused (already locked?): %w", err)
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), "Agent locked.")
+				return nil
+			}
+			if err := ag.Unlock(pass); err != nil {
+				return fmt.Errorf("unlock refused: wrong passphrase, or the agent is not locked")
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), "Agent unlocked.")
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&socket, "socket", "", "agent socket (default $SSH_AUTH_SOCK)")
+	return cmd
 }
 
 type listFlags struct {

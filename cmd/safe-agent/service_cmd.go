@@ -181,11 +181,7 @@ policy file and the audit log are left alone.`,
 		Example: `  safe-agent service uninstall`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			deps, err := defaultServiceDeps()
-			if err != nil {
-				return err
-			}
-			m, err := platformService(deps)
+			m, err := currentService()
 			if err != nil {
 				return err
 			}
@@ -204,11 +200,7 @@ service's socket. Exits 1 when the service is not installed.`,
 		Example: `  safe-agent service status`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			deps, err := defaultServiceDeps()
-			if err != nil {
-				return err
-			}
-			m, err := platformService(deps)
+			m, err := currentService()
 			if err != nil {
 				return err
 			}
@@ -354,4 +346,13 @@ func runServiceStatus(m serviceManager, w io.Writer) error {
 		return exitCodeError{code: 1, msg: "the service is not installed: run `safe-agent service install`"}
 	}
 	return nil
+}
+
+// currentService is the service manager of this platform, for this binary.
+func currentService() (serviceManager, error) {
+	deps, err := defaultServiceDeps()
+	if err != nil {
+		return nil, err
+	}
+	return platformService(deps)
 }
