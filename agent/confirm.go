@@ -99,27 +99,15 @@ func programIdentity(p Peer) string {
 func (s *Server) purposeText(r *signRequest) string {
 	switch r.what.Kind {
 	case SignLogin:
-		dest := "an unknown host"
-		if n := len(r.hops); n > 0 {
-			dest = s.hopName(r.hops[n-1])
-		}
-		return notify.PurposeLogin(r.what.User, dest)
+		return notify.PurposeLogin(r.what.User, s.requestDest(r))
 	case SignSSHSIG:
 		return notify.PurposeSSHSIG(r.what.Namespace)
 	}
 	return notify.PurposeOpaque()
 }
 
-func (s *Server) pathList(hops []Hop) []string {
-	out := []string{"here"}
-	for _, h := range hops {
-		n := s.hopName(h)
-		if h.Forwarded {
-			n += " (forwarded)"
-		}
-		out = append(out, n)
-	}
-	return out
+func (s *Server) pathList(r *signRequest) []string {
+	return s.pathParts(s.requestPath(r))
 }
 
 // confirm asks the person at the desktop and waits for the answer. No
@@ -132,15 +120,21 @@ func (s *Server) confirm(a *connAgent, r *signRequest) error {
 			s.clientEnv.Store(ce)
 		}
 	}
-	path := s.pathText(r.hops, r.bindFailed)
+	path := s.requestPathText(r)
 	purpose := s.purposeText(r)
+	program := programIdentity(a.peer)
+	remote, remotePath := promptOrigin(a.peer, r.hops, r.bindFailed)
 	q := notify.Question{
 		KeyFingerprint: r.id.Fingerprint,
-		Scope:          path + "\x00" + purpose + "\x00" + programIdentity(a.peer),
-		FatigueScope:   path,
+		Scope:          path + "\x00" + purpose + "\x00" + program,
+		// Refusals count by path and program: a client that provokes
+		// refusals cools down only its own use of the key.
+		FatigueScope: path + "\x00" + program,
+		Remote:       remote,
+		RemotePath:   remotePath,
 		Prompt: notify.Prompt{
 			KeyComment: r.id.Comment, KeyFingerprint: r.id.Fingerprint,
-			Purpose: purpose, Path: s.pathList(r.hops), Process: a.peer.Chain,
+			Purpose: purpose, Path: s.pathList(r), Process: a.peer.Chain,
 			Reason: "policy rule " + r.decision.Rule,
 		},
 		Remember: r.decision.Remember,
@@ -160,11 +154,28 @@ func (s *Server) confirm(a *connAgent, r *signRequest) error {
 		why = "nobody answered in time"
 	case notify.OutcomeCancelled:
 		why = "the client went away before an answer"
+	case notify.OutcomeBusy:
+		why = "not asked: " + notify.ErrPathBusy.Error()
 	}
-	if ans.Err != nil && ans.Outcome != notify.OutcomeNo {
+	if ans.Err != nil && ans.Outcome != notify.OutcomeNo && ans.Outcome != notify.OutcomeBusy {
 		why += ": " + ans.Err.Error()
 	}
 	return &refusal{r.decision.Rule, fmt.Sprintf("%s; not confirmed (%s)", strings.TrimSuffix(r.decision.Reason, "."), why)}
+}
+
+// promptOrigin says whether a prompt comes from a forwarded connection (or
+// one whose session-bind failed), and which forwarded path it counts
+// against for "one waiting prompt per path": the hops the user's own ssh
+// vouches for (forwardOrigin), since the far end can make up the rest;
+// for a failed bind with no forwarding hop, the client process.
+func promptOrigin(p Peer, hops []Hop, bindFailed bool) (remote bool, path string) {
+	if o := forwardOrigin(hops); o != "" {
+		return true, "forwarded " + o
+	}
+	if bindFailed {
+		return true, "failed session-bind, pid " + strconv.Itoa(p.PID)
+	}
+	return false, ""
 }
 
 // forget clears every remembered confirmation; it returns how many.
@@ -199,7 +210,7 @@ func (s *Server) notifyOutcome(a *connAgent, r *signRequest, err error) {
 		return
 	}
 	p := notify.Prompt{KeyComment: r.id.Comment, KeyFingerprint: r.id.Fingerprint, Purpose: s.purposeText(r),
-		Path: s.pathList(r.hops), Process: a.peer.Chain}
+		Path: s.pathList(r), Process: a.peer.Chain}
 	reason := ""
 	if err != nil {
 		reason = err.Error()
@@ -219,9 +230,7 @@ func (sc *serverConn) untilHangup() (context.Context, func()) {
 		// Wake the watcher's pending poll and wait for it.
 		_ = sc.c.SetReadDeadline(time.Now())
 		<-watching
-		if sc.ctx.Err() == nil {
-			_ = sc.c.SetReadDeadline(time.Time{})
-		}
+		sc.busy() // the request is still being served
 		cancel()
 	}
 }

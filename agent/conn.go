@@ -8,12 +8,15 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"sync"
 	"time"
 
 	"golang.org/x/crypto/ssh"
 	sshagent "golang.org/x/crypto/ssh/agent"
 
 	"github.com/safe-agent/safe-agent/agent/audit"
+	"github.com/safe-agent/safe-agent/policy"
 )
 
 // MaxFrame is the largest request the agent reads, as OpenSSH's
@@ -26,38 +29,70 @@ type serverConn struct {
 	c      *net.UnixConn
 	ctx    context.Context
 	cancel context.CancelFunc
+	idle   time.Duration // 0: never closed for being idle
+	// origin is the forwarded path this connection is counted against
+	// (see admitForwarded); set and read by the connection's goroutine.
+	origin string
+
+	// mu orders the read-deadline changes: stop's deadline in the past
+	// must never be undone by the idle timer or a prompt's hang-up watch.
+	mu sync.Mutex
 }
 
 // stop makes an idle connection's pending read return, and cancels
 // prompts it waits on; a request being processed still gets its reply.
 func (sc *serverConn) stop() {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
 	sc.cancel()
 	_ = sc.c.SetReadDeadline(time.Now())
 }
 
-func (s *Server) handle(uc *net.UnixConn) {
+// awaitRequest starts the idle timer: the connection now waits for its
+// next request, and is closed if none has come in sc.idle.
+func (sc *serverConn) awaitRequest() error {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	if err := sc.ctx.Err(); err != nil {
+		return fmt.Errorf("connection stopped: %w", err)
+	}
+	if sc.idle <= 0 {
+		return nil
+	}
+	return sc.c.SetReadDeadline(time.Now().Add(sc.idle))
+}
+
+// busy clears the read deadline while a request is served: a request in
+// progress (a prompt waiting for minutes included) is not idleness.
+func (sc *serverConn) busy() {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	if sc.ctx.Err() == nil {
+		_ = sc.c.SetReadDeadline(time.Time{})
+	}
+}
+
+// handle serves one admitted connection until it ends, and returns the
+// forwarded path it was counted against ("" if none) for release.
+func (s *Server) handle(uc *net.UnixConn, peer Peer) (origin string) {
 	defer uc.Close()
 	id := s.nextConn.Add(1)
-	peer, err := peerCred(uc)
-	if err != nil {
-		s.log.Warn("connection refused: cannot read peer credentials", "conn", id, "err", err)
-		return
-	}
 	if peer.UID != myUID() && !(peer.UID == 0 && s.opts.AllowRoot) {
 		chain, _ := processChain(peer.PID, 2)
 		s.log.Warn("connection refused: client runs as another user", "conn", id, "uid", peer.UID, "pid", peer.PID, "process", chain, "agent_uid", myUID())
 		drainFirstRequest(uc)
-		return
+		return ""
 	}
 	peer.Chain, peer.Exe = processChain(peer.PID, 4)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	sc := &serverConn{id: id, c: uc, ctx: ctx, cancel: cancel}
+	sc := &serverConn{id: id, c: uc, ctx: ctx, cancel: cancel, idle: s.lim.idle}
+	defer func() { origin = sc.origin }()
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
-		return
+		return ""
 	}
 	s.conns[sc] = struct{}{}
 	s.mu.Unlock()
@@ -72,10 +107,19 @@ func (s *Server) handle(uc *net.UnixConn) {
 		log.Debug("connection", "uid", peer.UID, "process", peer.Chain)
 	}
 	ca := &connAgent{srv: s, conn: sc, peer: peer, log: log}
-	err = sshagent.ServeAgent(ca, &frameReader{c: uc})
-	if err != nil && !errors.Is(err, io.EOF) && ctx.Err() == nil {
+	err := sshagent.ServeAgent(ca, &frameReader{c: uc, sc: sc})
+	ca.flushRecords()
+	switch {
+	case ctx.Err() != nil:
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		// Only the idle timer sets a deadline while the connection is
+		// not stopped.
+		log.Info("connection closed: idle", "idle_for", sc.idle, "process", peer.Chain,
+			"path", s.pathText(ca.bind.Hops, ca.bind.Failed))
+	case err != nil && !errors.Is(err, io.EOF):
 		log.Debug("connection closed", "reason", err)
 	}
+	return ""
 }
 
 // drainFirstRequest reads (and discards) what a refused client sends
@@ -92,6 +136,7 @@ func drainFirstRequest(c net.Conn) {
 // before any of it is buffered.
 type frameReader struct {
 	c        net.Conn
+	sc       *serverConn // nil: no idle timer
 	hdr      [4]byte
 	hdrLeft  int    // header bytes not yet handed out
 	bodyLeft uint32 // body bytes of the current frame not yet read
@@ -101,6 +146,11 @@ var errFrameTooLarge = fmt.Errorf("request frame larger than %d bytes", MaxFrame
 
 func (f *frameReader) Read(p []byte) (int, error) {
 	if f.hdrLeft == 0 && f.bodyLeft == 0 {
+		if f.sc != nil {
+			if err := f.sc.awaitRequest(); err != nil {
+				return 0, err
+			}
+		}
 		if _, err := io.ReadFull(f.c, f.hdr[:]); err != nil {
 			return 0, err
 		}
@@ -109,6 +159,9 @@ func (f *frameReader) Read(p []byte) (int, error) {
 			return 0, errFrameTooLarge
 		}
 		f.hdrLeft, f.bodyLeft = 4, l
+		if l == 0 {
+			f.requestIn()
+		}
 	}
 	if f.hdrLeft > 0 {
 		n := copy(p, f.hdr[4-f.hdrLeft:])
@@ -120,7 +173,17 @@ func (f *frameReader) Read(p []byte) (int, error) {
 	}
 	n, err := f.c.Read(p)
 	f.bodyLeft -= uint32(n)
+	if n > 0 && f.bodyLeft == 0 {
+		f.requestIn()
+	}
 	return n, err
+}
+
+// requestIn: the whole frame is read and about to be served.
+func (f *frameReader) requestIn() {
+	if f.sc != nil {
+		f.sc.busy()
+	}
 }
 
 func (f *frameReader) Write(p []byte) (int, error) { return f.c.Write(p) }
@@ -133,35 +196,73 @@ type connAgent struct {
 	peer Peer
 	log  *slog.Logger
 	bind BindState
+	recs connRecords // what this connection has written to the audit log
 }
 
 var errLocked = errors.New("agent is locked")
 
-// List returns the keys a client on this connection may see.
+// List returns the keys a client on this connection may see. Through a
+// forwarded agent, each key it hides is a refusal: recorded (once per
+// connection, key and path) and notified like a refused signature.
 func (a *connAgent) List() ([]*sshagent.Key, error) {
 	if a.srv.isLocked() {
 		return nil, nil // OpenSSH answers an empty list while locked
 	}
 	ids := a.srv.keys.list(a.srv.now())
 	out := make([]*sshagent.Key, 0, len(ids))
+	remote := forwarded(a.bind.Hops) || a.bind.Failed
+	path := ""
+	if remote {
+		path = a.srv.pathText(a.bind.Hops, a.bind.Failed)
+	}
 	for _, id := range ids {
-		if !a.visible(id) {
+		if ok, why := a.visible(id); !ok {
+			a.hidden(id, path, why)
 			continue
 		}
 		out = append(out, &sshagent.Key{Format: id.Public.Type(), Blob: []byte(id.Blob), Comment: id.Comment})
 	}
-	if forwarded(a.bind.Hops) || a.bind.Failed {
-		// Lists through a forwarded agent are part of the record: they
-		// show the far end which keys it could try.
-		hidden := len(ids) - len(out)
-		path := a.srv.pathText(a.bind.Hops, a.bind.Failed)
-		a.log.Info("list through a forwarded agent", "path", path, "shown", len(out), "keys hidden by policy", hidden)
-		a.srv.auditEvent(audit.Record{Event: "list", Decision: "allowed", Client: a.auditClient(), Path: a.srv.auditPath(a.bind.Hops),
-			Detail: fmt.Sprintf("%d keys shown, %d hidden (not usable from this path)", len(out), hidden)})
-	} else if a.srv.opts.Debug {
-		a.log.Debug("list", "shown", len(out), "loaded", len(ids))
+	if !remote {
+		if a.srv.opts.Debug {
+			a.log.Debug("list", "shown", len(out), "loaded", len(ids))
+		}
+		return out, nil
 	}
+	// Lists through a forwarded agent are part of the record: they show
+	// the far end which keys it could try. One record per path; repeats
+	// are counted.
+	if a.recs.listed[path] {
+		a.repeat("list")
+		return out, nil
+	}
+	if a.recs.listed == nil {
+		a.recs.listed = map[string]bool{}
+	}
+	a.recs.listed[path] = true
+	hidden := len(ids) - len(out)
+	a.log.Info("list through a forwarded agent", "path", path, "shown", len(out), "keys hidden by policy", hidden)
+	a.record("list", audit.Record{Event: "list", Decision: "allowed", Client: a.auditClient(), Path: a.srv.auditPath(a.bind.Hops),
+		Detail: fmt.Sprintf("%d keys shown, %d hidden (not usable from this path)", len(out), hidden)})
 	return out, nil
+}
+
+// hidden records that a list through a forwarded agent hid a key, once
+// per connection, key and path, and tells the person as a refused
+// signature would.
+func (a *connAgent) hidden(id *Identity, path string, why policy.Decision) {
+	k := id.Blob + "\x00" + path
+	if a.recs.hidden[k] {
+		return
+	}
+	if a.recs.hidden == nil {
+		a.recs.hidden = map[string]bool{}
+	}
+	a.recs.hidden[k] = true
+	a.log.Warn("key hidden from a list through a forwarded agent", "fingerprint", id.Fingerprint, "comment", id.Comment,
+		"path", path, "process", a.peer.Chain, "rule", why.Rule, "reason", why.Reason)
+	a.record("hidden key", audit.Record{Event: "list", Decision: "denied", Key: auditKey(id), Client: a.auditClient(),
+		Path: a.srv.auditPath(a.bind.Hops), Rule: why.Rule, Reason: why.Reason, Detail: "key hidden from the list: not usable from this path"})
+	a.srv.notifyHidden(a, id, why)
 }
 
 func (a *connAgent) Sign(key ssh.PublicKey, data []byte) (*ssh.Signature, error) {
@@ -343,7 +444,10 @@ func (a *connAgent) Signers() ([]ssh.Signer, error) {
 func (a *connAgent) Extension(extensionType string, contents []byte) ([]byte, error) {
 	switch extensionType {
 	case extSessionBind:
-		return nil, a.sessionBind(contents)
+		if err := a.sessionBind(contents); err != nil {
+			return nil, err
+		}
+		return nil, a.srv.admitForwarded(a)
 	case ExtList, ExtStatus, ExtForget:
 		return a.manage(extensionType)
 	}

@@ -7,6 +7,7 @@ import (
 	sshagent "golang.org/x/crypto/ssh/agent"
 
 	"github.com/safe-agent/safe-agent/agent/audit"
+	"github.com/safe-agent/safe-agent/notify"
 	"github.com/safe-agent/safe-agent/policy"
 )
 
@@ -25,9 +26,12 @@ func (a *connAgent) policyRequest(r *signRequest) policy.Request {
 		Settings:   policySettings(r.id),
 		Hops:       policyHops(r.hops),
 		BindFailed: r.bindFailed,
-		User:       r.what.User,
-		Namespace:  r.what.Namespace,
-		Now:        a.srv.now(),
+		// The policy refuses to trust a claimed destination for a plain
+		// publickey login through a forwarded agent.
+		NotHostbound: r.what.Kind == SignLogin && r.what.Method != MethodPublicKeyHostbound,
+		User:         r.what.User,
+		Namespace:    r.what.Namespace,
+		Now:          a.srv.now(),
 	}
 	switch r.what.Kind {
 	case SignLogin:
@@ -66,18 +70,25 @@ func forwarded(hops []Hop) bool {
 	return false
 }
 
-// visible says whether a list request on this connection shows a key:
-// ssh-add -h keys follow OpenSSH's rule, and from a forwarded connection
-// only keys the policy would let this path use are shown.
-func (a *connAgent) visible(id *Identity) bool {
+// visible says whether a list request on this connection shows a key, and
+// if not, by which rule: ssh-add -h keys follow OpenSSH's rule, and from a
+// forwarded connection (or one whose bind failed) only keys the policy
+// would let this path use are shown.
+func (a *connAgent) visible(id *Identity) (bool, policy.Decision) {
 	if id.Dest != nil && !id.Dest.VisibleOnList(&a.bind) {
-		return false
+		return false, policy.Decision{Verdict: policy.Deny, Rule: "ssh-add -h",
+			Reason: "Refused: the key was added with ssh-add -h, and its destination constraints do not permit this path."}
 	}
 	if !forwarded(a.bind.Hops) && !a.bind.Failed {
-		return true
+		return true, policy.Decision{}
 	}
-	k := policy.Key{Fingerprint: id.Fingerprint, Comment: id.Comment, Type: id.Type()}
-	return a.srv.policy().Visible(k, policySettings(id), policyHops(a.bind.Hops))
+	return a.srv.policy().Visible(policy.Request{
+		Key:        policy.Key{Fingerprint: id.Fingerprint, Comment: id.Comment, Type: id.Type()},
+		Settings:   policySettings(id),
+		Hops:       policyHops(a.bind.Hops),
+		BindFailed: a.bind.Failed,
+		Now:        a.srv.now(),
+	})
 }
 
 // sessionBind handles session-bind@openssh.com: verify and record a hop.
@@ -85,8 +96,14 @@ func (a *connAgent) visible(id *Identity) bool {
 // connection for good.
 func (a *connAgent) sessionBind(contents []byte) error {
 	if err := a.bind.ApplyPayload(contents); err != nil {
+		// The first failure is recorded; later ones on the same
+		// connection (it is already untrusted) are counted.
+		if a.recs.bindFails++; a.recs.bindFails > 1 {
+			a.repeat("bind-failed")
+			return sshagent.ErrExtensionUnsupported
+		}
 		a.log.Warn("session-bind refused; connection is no longer trusted", "err", err, "process", a.peer.Chain)
-		a.srv.auditEvent(audit.Record{Event: "bind-failed", Decision: "denied", Reason: err.Error(),
+		a.record("bind-failed", audit.Record{Event: "bind-failed", Decision: "denied", Reason: err.Error(),
 			Client: a.auditClient(), Path: a.srv.auditPath(a.bind.Hops)})
 		return sshagent.ErrExtensionUnsupported
 	}
@@ -143,17 +160,78 @@ func (s *Server) hopName(h Hop) string {
 
 // pathText is the path as people read it: "here → jump (forwarded) → db".
 func (s *Server) pathText(hops []Hop, bindFailed bool) string {
-	var b strings.Builder
-	b.WriteString("here")
-	for _, h := range hops {
-		b.WriteString(" → ")
-		b.WriteString(s.hopName(h))
-		if h.Forwarded {
-			b.WriteString(" (forwarded)")
-		}
-	}
+	tail := ""
 	if bindFailed {
-		b.WriteString(" → ? (failed session-bind)")
+		tail = failedBindTail
 	}
-	return b.String()
+	return strings.Join(s.pathParts(hops, tail), " → ")
+}
+
+const failedBindTail = "? (failed session-bind)"
+
+// pathParts is the path as a list: "here", each hop, then tail (a
+// destination the connection did not bind) if not "".
+func (s *Server) pathParts(hops []Hop, tail string) []string {
+	out := make([]string, 0, len(hops)+2)
+	out = append(out, "here")
+	for _, h := range hops {
+		n := s.hopName(h)
+		if h.Forwarded {
+			n += " (forwarded)"
+		}
+		out = append(out, n)
+	}
+	if tail != "" {
+		out = append(out, tail)
+	}
+	return out
+}
+
+// requestPath is a sign request's path as people are shown it. A login
+// whose destination the connection did not bind ends in "?": after a
+// forwarding hop (the far side sent no bind for it), after a failed bind,
+// and for a plain "publickey" login through a forwarded agent, whose last
+// bind is only a claim (that hop is shown as the claim, not the
+// destination).
+func (s *Server) requestPath(r *signRequest) (hops []Hop, tail string) {
+	hops = r.hops
+	n := len(hops)
+	switch {
+	case r.bindFailed:
+		return hops, failedBindTail
+	case r.what.Kind != SignLogin:
+		return hops, ""
+	case n > 0 && hops[n-1].Forwarded:
+		return hops, "?"
+	case r.claimOnly():
+		return hops[:n-1], "? (not host-bound; bound to " + s.hopName(hops[n-1]) + ")"
+	}
+	return hops, ""
+}
+
+// requestPathText is requestPath in one line.
+func (s *Server) requestPathText(r *signRequest) string {
+	return strings.Join(s.pathParts(s.requestPath(r)), " → ")
+}
+
+// requestDest names where a login goes: its bound destination, else "an
+// unknown host".
+func (s *Server) requestDest(r *signRequest) string {
+	hops, tail := s.requestPath(r)
+	if tail != "" || len(hops) == 0 {
+		return "an unknown host"
+	}
+	return s.hopName(hops[len(hops)-1])
+}
+
+// notifyHidden tells the person that a list through a forwarded agent hid
+// a key, as a refused signature is told (policy notify setting).
+func (s *Server) notifyHidden(a *connAgent, id *Identity, why policy.Decision) {
+	if s.opts.Notifier == nil || !notify.ShouldNotify(string(s.policy().NotifyMode()), true, true) {
+		return
+	}
+	p := notify.Prompt{KeyComment: id.Comment, KeyFingerprint: id.Fingerprint, Purpose: "list keys (the key was hidden)",
+		Path: s.pathParts(a.bind.Hops, ""), Process: a.peer.Chain}
+	title, body := notify.Notice(p, false, why.Reason)
+	s.opts.Notifier.Notify(title, body)
 }

@@ -37,6 +37,17 @@ type signRequest struct {
 	sig        *ssh.Signature  // sign
 }
 
+// claimOnly: a plain "publickey" login (it names no server) through a
+// forwarded agent, on a connection whose last bind is for a login: that
+// bind is only a claim of where the signature will be used. Whoever holds
+// the forwarded socket can bind its own host (it has that host's key) and
+// present the signature to any server that accepts the key.
+func (r *signRequest) claimOnly() bool {
+	n := len(r.hops)
+	return r.what.Kind == SignLogin && r.what.Method != MethodPublicKeyHostbound &&
+		!r.bindFailed && forwarded(r.hops) && n > 0 && !r.hops[n-1].Forwarded
+}
+
 // refusal is a decided "no": what the client gets is a plain failure, the
 // log and audit record get the rule and the reason.
 type refusal struct{ rule, reason string }
@@ -155,6 +166,18 @@ func (a *connAgent) stepAudit(r *signRequest, outcome error) error {
 		return nil
 	}
 	rec := a.signRecord(r, outcome)
+	kind := "refused signature requests"
+	if outcome == nil {
+		kind = "signatures refused by the rate limit"
+	}
+	if !a.srv.take(originKey(r.hops, r.bindFailed), kind, rec.Path) {
+		// The forwarded path is over its audit budget: counted, and
+		// no signature leaves without its own record.
+		if outcome != nil {
+			return outcome
+		}
+		return &refusal{"audit rate limit", fmt.Sprintf("more than %d requests a second through this forwarded path: the agent records each signature, so it refuses until the rate drops", auditRate)}
+	}
 	if err := a.srv.opts.Audit.Append(rec); err != nil {
 		a.log.Error("audit log write failed; refusing the signature", "err", err)
 		if outcome != nil {
@@ -216,7 +239,7 @@ func (a *connAgent) logRefusal(r *signRequest, err error) {
 }
 
 func (a *connAgent) requestAttrs(r *signRequest) []any {
-	attrs := []any{"purpose", kindName(r.what.Kind), "process", a.peer.Chain, "path", a.srv.pathText(r.hops, r.bindFailed)}
+	attrs := []any{"purpose", kindName(r.what.Kind), "process", a.peer.Chain, "path", a.srv.requestPathText(r)}
 	if r.id != nil {
 		attrs = append(attrs, "fingerprint", r.id.Fingerprint, "comment", r.id.Comment)
 	}

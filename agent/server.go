@@ -40,6 +40,24 @@ type Options struct {
 	// MaxConns bounds concurrent connections; more are accepted and
 	// closed at once (with a log line). 0 means DefaultMaxConns.
 	MaxConns int
+	// MaxConnsPerProcess bounds one client process's concurrent
+	// connections (every channel of one `ssh -A` session comes from one
+	// local ssh). 0 means DefaultMaxConnsPerProcess, negative no bound.
+	MaxConnsPerProcess int
+	// MaxConnsPerPath bounds the concurrent connections through one
+	// forwarded path (see forwardOrigin); the connection over it is closed
+	// when its session-bind makes it forwarded. 0 means
+	// DefaultMaxConnsPerPath, negative no bound.
+	MaxConnsPerPath int
+	// ReservedConns of MaxConns are kept for processes that have no other
+	// connection open, so a local `ssh-add` gets in while one process
+	// holds everything else. 0 means min(DefaultReservedConns,
+	// MaxConns/64), negative none.
+	ReservedConns int
+	// IdleTimeout closes a connection that sent no request for this long
+	// while no request was in progress on it (a prompt waiting is a
+	// request in progress). 0 means DefaultIdleTimeout, negative never.
+	IdleTimeout time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Policy is the policy in force (reloadable); nil means built-in defaults.
@@ -55,9 +73,6 @@ type Options struct {
 	// Notifier tells the person about uses and refusals; nil: no notices.
 	Notifier notify.Notifier
 }
-
-// DefaultMaxConns is the default bound on concurrent client connections.
-const DefaultMaxConns = 4096
 
 // Peer is who is on the other end of a connection.
 type Peer struct {
@@ -81,12 +96,18 @@ type Server struct {
 	lockHash  []byte
 	failCount int
 
+	lim      connLimits
+	refusals refusalLog
+	budgets  auditBudgets // what forwarded paths may write to the audit log
+
 	mu        sync.Mutex
 	conns     map[*serverConn]struct{}
+	open      int            // admitted connections (see admit)
+	perPID    map[int]int    // admitted connections by client pid
+	perPath   map[string]int // forwarded connections by forwardOrigin
 	listeners []net.Listener
 	closing   bool
 	wg        sync.WaitGroup
-	sem       chan struct{}
 	nextConn  atomic.Uint64
 	stopReap  chan struct{}
 
@@ -105,9 +126,6 @@ func New(o Options) *Server {
 	if o.Seal == nil {
 		o.Seal = SealPlain
 	}
-	if o.MaxConns <= 0 {
-		o.MaxConns = DefaultMaxConns
-	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -118,8 +136,10 @@ func New(o Options) *Server {
 		keys:          newTable(),
 		started:       o.Now(),
 		now:           o.Now,
+		lim:           resolveLimits(o),
 		conns:         map[*serverConn]struct{}{},
-		sem:           make(chan struct{}, o.MaxConns),
+		perPID:        map[int]int{},
+		perPath:       map[string]int{},
 		stopReap:      make(chan struct{}),
 		reapDone:      make(chan struct{}),
 	}
@@ -190,20 +210,30 @@ func (s *Server) Serve(l net.Listener) error {
 			c.Close()
 			continue
 		}
-		select {
-		case s.sem <- struct{}{}:
-		default:
-			s.log.Warn("connection refused: too many connections", "limit", s.opts.MaxConns)
-			uc.Close()
-			continue
-		}
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			defer func() { <-s.sem }()
-			s.handle(uc)
-		}()
+		s.accept(uc)
 	}
+}
+
+// accept admits a connection under the limits and serves it, or closes
+// it at once: a refused connection costs no goroutine and no read.
+func (s *Server) accept(uc *net.UnixConn) {
+	peer, err := peerCred(uc)
+	if err != nil {
+		s.log.Warn("connection refused: cannot read peer credentials", "err", err)
+		uc.Close()
+		return
+	}
+	if why := s.admit(peer.PID); why != "" {
+		uc.Close()
+		s.refusedAtAccept(peer, why)
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		origin := s.handle(uc, peer)
+		s.release(peer.PID, origin)
+	}()
 }
 
 func isTemporary(err error) bool {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 )
@@ -20,11 +21,17 @@ const (
 	OutcomeRemembered Outcome = "remembered" // an earlier yes still covers it
 	OutcomeCooldown   Outcome = "cooldown"   // refused without asking: prompt fatigue
 	OutcomeCancelled  Outcome = "cancelled"  // the caller went away first
+	OutcomeBusy       Outcome = "busy"       // refused without asking: its forwarded path already has a prompt waiting
 )
 
 // ErrCooldown: the question was refused without asking because recent
-// prompts for the same key and path went unanswered or were refused.
+// prompts for the same key, path and program went unanswered or were
+// refused.
 var ErrCooldown = errors.New("too many unanswered or refused prompts")
+
+// ErrPathBusy: a remote question was refused without asking because a
+// prompt for its forwarded path is already waiting (or showing).
+var ErrPathBusy = errors.New("a prompt for this path is already waiting")
 
 // Question is one request to ask about.
 type Question struct {
@@ -36,9 +43,21 @@ type Question struct {
 	// Questions with the same key and Scope are identical: they share a
 	// prompt and a remembered yes.
 	Scope string
-	// FatigueScope is what prompt fatigue counts by, besides the key:
-	// the path.
+	// FatigueScope is what prompt fatigue counts by, besides the key and
+	// whether the question is Remote: the path and the requesting
+	// program, so that refusals one client provokes do not cool down
+	// another's use of the key.
 	FatigueScope string
+	// Remote marks a question from a forwarded connection (or one whose
+	// session-bind failed). Local questions are always shown before
+	// remote ones, and a remote question's refusals never start a
+	// cooldown for local ones.
+	Remote bool
+	// RemotePath names, for a Remote question, the forwarded path it came
+	// through. A path holds at most one prompt at a time (waiting or
+	// showing): another remote question on it is refused at once with
+	// OutcomeBusy unless it is identical to that one (then it shares it).
+	RemotePath string
 	// Prompt is what is shown. Its Remember field is set from Remember.
 	Prompt Prompt
 	// Remember is how long a yes covers identical questions (0: never).
@@ -71,12 +90,14 @@ type AskerOptions struct {
 	Logger   *slog.Logger
 }
 
-// Asker is the one place prompts come from. It shows one prompt at a time,
-// first come first served; identical questions that wait at the same time
+// Asker is the one place prompts come from. It shows one prompt at a time:
+// local questions first come first served, then remote ones (a prompt
+// already showing is never taken down for another); each forwarded path
+// holds at most one prompt; identical questions that wait at the same time
 // share one prompt and its answer; a yes is remembered for the question's
 // Remember; and after FatigueLimit refused or unanswered prompts for the
-// same key and path within FatigueWindow, identical questions are refused
-// without asking for Cooldown. Safe for concurrent use.
+// same key and fatigue scope within FatigueWindow, such questions are
+// refused without asking for Cooldown. Safe for concurrent use.
 type Asker struct {
 	c    Confirmer
 	o    AskerOptions
@@ -85,7 +106,8 @@ type Asker struct {
 
 	mu         sync.Mutex
 	pending    map[string]*request    // identity → waiting or showing
-	queue      []*request             // not yet shown, in order
+	queue      []*request             // not yet shown: local ones, then remote ones, each in order
+	paths      map[string]*request    // RemotePath → its one waiting or showing request
 	running    bool                   // the worker goroutine is alive
 	remembered map[string]memory      // identity → remembered yes
 	failures   map[string][]time.Time // fatigue identity → recent no/timeout times
@@ -132,6 +154,7 @@ func NewAsker(c Confirmer, o AskerOptions) *Asker {
 	return &Asker{
 		c: c, o: o, log: log, note: o.Notifier,
 		pending:    map[string]*request{},
+		paths:      map[string]*request{},
 		remembered: map[string]memory{},
 		failures:   map[string][]time.Time{},
 		cooldown:   map[string]time.Time{},
@@ -140,6 +163,17 @@ func NewAsker(c Confirmer, o AskerOptions) *Asker {
 
 func identity(key, scope string) string { return key + "\x00" + scope }
 
+// fatigueIdentity keeps local and remote questions apart whatever their
+// FatigueScope: refusals through a forwarded agent never cool down local
+// use.
+func fatigueIdentity(q Question) string {
+	origin := "local"
+	if q.Remote {
+		origin = "remote"
+	}
+	return identity(q.KeyFingerprint, origin+"\x00"+q.FatigueScope)
+}
+
 // Ask answers q: from memory, by refusing during a cooldown, or by showing
 // a prompt (or sharing one already waiting). When ctx ends first the
 // caller leaves the queue with OutcomeCancelled; a prompt that nobody
@@ -147,7 +181,7 @@ func identity(key, scope string) string { return key + "\x00" + scope }
 func (a *Asker) Ask(ctx context.Context, q Question) Answer {
 	start := a.o.Now()
 	id := identity(q.KeyFingerprint, q.Scope)
-	fid := identity(q.KeyFingerprint, q.FatigueScope)
+	fid := fatigueIdentity(q)
 
 	a.mu.Lock()
 	if m, ok := a.remembered[id]; ok {
@@ -163,9 +197,14 @@ func (a *Asker) Ask(ctx context.Context, q Question) Answer {
 	}
 	r, shared := a.pending[id]
 	if !shared {
+		if ans, busy := a.pathBusyLocked(q); busy {
+			a.mu.Unlock()
+			a.log.Info("prompt refused without asking: its forwarded path already has one waiting", "key", q.KeyFingerprint, "path", q.Prompt.path())
+			return ans
+		}
 		r = &request{id: id, fid: fid, q: q, done: make(chan struct{})}
 		a.pending[id] = r
-		a.queue = append(a.queue, r)
+		a.enqueueLocked(r)
 		if !a.running {
 			a.running = true
 			go a.work()
@@ -194,6 +233,44 @@ func (a *Asker) Ask(ctx context.Context, q Question) Answer {
 	return ans
 }
 
+// pathBusyLocked refuses a remote question whose path already holds a
+// prompt: one forwarded path cannot queue prompts in front of the person.
+func (a *Asker) pathBusyLocked(q Question) (Answer, bool) {
+	if !q.Remote {
+		return Answer{}, false
+	}
+	if a.paths[q.RemotePath] != nil {
+		return Answer{Outcome: OutcomeBusy, Err: ErrPathBusy}, true
+	}
+	return Answer{}, false
+}
+
+// enqueueLocked queues r behind the questions of its kind: a local one
+// goes before every remote one, so whoever sits at the machine is asked
+// first.
+func (a *Asker) enqueueLocked(r *request) {
+	if r.q.Remote {
+		a.paths[r.q.RemotePath] = r
+		a.queue = append(a.queue, r)
+		return
+	}
+	i := slices.IndexFunc(a.queue, func(x *request) bool { return x.q.Remote })
+	if i < 0 {
+		i = len(a.queue)
+	}
+	a.queue = slices.Insert(a.queue, i, r)
+}
+
+// dropLocked forgets r as the pending request of its identity and path.
+func (a *Asker) dropLocked(r *request) {
+	if a.pending[r.id] == r {
+		delete(a.pending, r.id)
+	}
+	if r.q.Remote && a.paths[r.q.RemotePath] == r {
+		delete(a.paths, r.q.RemotePath)
+	}
+}
+
 // leaveLocked takes one waiter off r; the last one out removes r from the
 // queue, or takes its prompt down if it is showing.
 func (a *Asker) leaveLocked(r *request) {
@@ -201,9 +278,7 @@ func (a *Asker) leaveLocked(r *request) {
 	if r.waiters > 0 {
 		return
 	}
-	if a.pending[r.id] == r {
-		delete(a.pending, r.id)
-	}
+	a.dropLocked(r)
 	if r.cancel != nil {
 		r.gone = true
 		r.cancel()
@@ -217,7 +292,7 @@ func (a *Asker) leaveLocked(r *request) {
 	}
 }
 
-// coolingLocked answers for a key and path in cooldown.
+// coolingLocked answers for a key and fatigue scope in cooldown.
 func (a *Asker) coolingLocked(fid string, now time.Time) (Answer, bool) {
 	until, ok := a.cooldown[fid]
 	if !ok {
@@ -227,7 +302,7 @@ func (a *Asker) coolingLocked(fid string, now time.Time) (Answer, bool) {
 		delete(a.cooldown, fid)
 		return Answer{}, false
 	}
-	return Answer{Outcome: OutcomeCooldown, Err: fmt.Errorf("%w for this key and path; asking again after %s",
+	return Answer{Outcome: OutcomeCooldown, Err: fmt.Errorf("%w for this key, path and program; asking again after %s",
 		ErrCooldown, until.Format("15:04:05"))}, true
 }
 
@@ -333,16 +408,14 @@ func (a *Asker) pruneLocked(now time.Time) {
 }
 
 func (a *Asker) finishLocked(r *request, ans Answer) {
-	if a.pending[r.id] == r {
-		delete(a.pending, r.id)
-	}
+	a.dropLocked(r)
 	r.ans = ans
 	close(r.done)
 }
 
 // tellCooldown sends the one notification of a cooldown.
 func (a *Asker) tellCooldown(q Question) {
-	a.log.Info("prompt fatigue: refusing without asking", "key", q.KeyFingerprint, "path", q.FatigueScope, "for", a.o.Cooldown)
+	a.log.Info("prompt fatigue: refusing without asking", "key", q.KeyFingerprint, "path", q.Prompt.path(), "process", q.Prompt.Process, "remote", q.Remote, "for", a.o.Cooldown)
 	if a.note == nil {
 		return
 	}

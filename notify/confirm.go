@@ -237,10 +237,11 @@ func newDialog(kind, path string, env Env, log *slog.Logger) *dialog {
 func (d *dialog) args(text string) []string {
 	if d.kind == KindKDialog {
 		// warningyesno's default button is No.
-		return []string{"--title", dialogTitle, "--warningyesno", text, "--yes-label", "Allow", "--no-label", "Deny"}
+		return []string{"--title", dialogTitle, "--warningyesno", kdialogText(text), "--yes-label", "Allow", "--no-label", "Deny"}
 	}
 	// --default-cancel: Return denies. --no-markup: a key comment like
-	// "<b>x</b>" is shown as typed.
+	// "<b>x</b>" is shown as typed (zenity reads --text as Pango markup
+	// otherwise).
 	return []string{"--question", "--title", dialogTitle, "--text", text,
 		"--ok-label", "Allow", "--cancel-label", "Deny", "--default-cancel", "--no-markup", "--width", "480"}
 }
@@ -255,6 +256,20 @@ func (d *dialog) Confirm(ctx context.Context, text string) (bool, error) {
 }
 
 func (d *dialog) String() string { return d.kind + " " + d.prog.path }
+
+// kdialogEscaper turns plain text into what kdialog shows as that text.
+// kdialog reads two escapes in a message itself ("\n" is a line break,
+// "\\" a backslash), so the "\n" that Prompt.Text writes for a newline
+// inside a user name would become a real line; and Qt guesses whether a
+// message is rich text (an HTML tag such as "<b>" on its first line makes
+// it so), after which "<br>" in any field would add a line. So every
+// backslash is doubled and the text is always rich text, with "&", "<"
+// and ">" escaped and the prompt's own line breaks written as <br>.
+var kdialogEscaper = strings.NewReplacer(`\`, `\\`, "&", "&amp;", "<", "&lt;", ">", "&gt;", "\n", "<br>")
+
+// kdialogText is text as a kdialog message; "<qt>" makes Qt read it as
+// rich text whatever it holds.
+func kdialogText(text string) string { return "<qt>" + kdialogEscaper.Replace(text) + "</qt>" }
 
 // lookPath finds an executable: name itself when it contains a slash,
 // else in the absolute directories of pathList (defaultPath when empty).

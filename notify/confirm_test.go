@@ -163,10 +163,11 @@ func TestDialogPrograms(t *testing.T) {
 		want         bool
 		wantArgs     []string
 	}{
-		{KindZenity, "empty", true, []string{"--question", "--default-cancel", "--no-markup", "--ok-label", "Allow", "--cancel-label", "Deny"}},
+		{KindZenity, "empty", true, []string{"--question", "--default-cancel", "--no-markup", "--ok-label", "Allow", "--cancel-label", "Deny", "Allow <b>x</b>?"}},
 		{KindZenity, "exit1", false, nil},
 		{KindZenity, "crash", false, nil},
-		{KindKDialog, "empty", true, []string{"--warningyesno", "--yes-label", "Allow", "--no-label", "Deny"}},
+		// kdialog reads rich text: the text is escaped for it.
+		{KindKDialog, "empty", true, []string{"--warningyesno", "--yes-label", "Allow", "--no-label", "Deny", "<qt>Allow &lt;b&gt;x&lt;/b&gt;?</qt>"}},
 		{KindKDialog, "exit1", false, nil},
 	}
 	for _, tt := range tests {
@@ -191,9 +192,6 @@ func TestDialogPrograms(t *testing.T) {
 				if !slices.Contains(args, a) {
 					t.Errorf("arguments lack %s: %q", a, args)
 				}
-			}
-			if !slices.Contains(args, "Allow <b>x</b>?") {
-				t.Errorf("text not passed as one argument: %q", args)
 			}
 			if c := f.calls(); len(c) != 1 || c[0].mode != "-" {
 				t.Errorf("calls = %+v, want one without SSH_ASKPASS_PROMPT", c)
@@ -360,5 +358,33 @@ func TestEnvFromList(t *testing.T) {
 	withDisplay := Env{WaylandDisplay: "wayland-1"}
 	if got := withDisplay.WithDisplayFrom(client); got != withDisplay {
 		t.Errorf("WithDisplayFrom replaced an existing display: %+v", got)
+	}
+}
+
+// kdialog turns "\n" in a message into a line break and reads a message
+// with an HTML tag on its first line as rich text (checked with kdialog
+// 22.12 on Xvfb: "<b>" in a key comment made "<br>" in a user name a line
+// break). A hostile prompt must reach it as the text Prompt.Text wrote.
+func TestKDialogText(t *testing.T) {
+	p := Prompt{
+		KeyComment:     "<b>work</b>",
+		KeyFingerprint: testFP,
+		Purpose:        PurposeLogin("root\n\nPath: here <br>→ github.com", "db & co"),
+		Path:           []string{"here", `C:\evil\n`},
+	}
+	got := kdialogText(p.Text())
+	want := `<qt>Allow use of key "&lt;b&gt;work&lt;/b&gt;" (` + testFP + `)?<br><br>` +
+		`To: log in as "root\\n\\nPath: here &lt;br&gt;→ github.com" on "db &amp; co"<br>` +
+		`Path: here → C:\\evil\\n<br>By: unknown process<br><br>Nothing is remembered.</qt>`
+	if got != want {
+		t.Errorf("kdialogText:\n%s\n--- want:\n%s", got, want)
+	}
+	// What kdialog shows: undo its own escapes, then the entities; the
+	// result must be the prompt text, line for line.
+	shown := strings.NewReplacer(`\\`, `\`, `\n`, "\n").Replace(got)
+	shown = strings.TrimSuffix(strings.TrimPrefix(shown, "<qt>"), "</qt>")
+	shown = strings.NewReplacer("<br>", "\n", "&lt;", "<", "&gt;", ">", "&amp;", "&").Replace(shown)
+	if shown != p.Text() {
+		t.Errorf("kdialog would show:\n%s\n--- want:\n%s", shown, p.Text())
 	}
 }

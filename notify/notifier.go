@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -168,11 +169,34 @@ func (n *DesktopNotifier) Close() {
 // appName is set once: beeep keeps it in a package variable.
 var appName sync.Once
 
-// sendDesktop shows one notification with beeep.
+// sendDesktop shows one notification with beeep. title and body are plain
+// text, and most of the body came from clients (user and host names, key
+// comments, process names).
+//
+// The body of a desktop notification is Pango markup wherever the server
+// has the "body-markup" capability (dunst, GNOME Shell, Plasma, mako,
+// xfce4-notifyd): unescaped, a user name "<b>…</b>" or "</span>…" would
+// restyle or break the text around it. So the body is escaped for markup
+// whenever the server may read it as markup. safe-agent writes no markup
+// of its own. The title (summary) is plain text by the specification, and
+// servers show it as typed (dunst and GNOME escape it themselves), so it
+// is left alone: escaping it would show "&amp;".
 func sendDesktop(title, body string) error {
 	if !sessionBusKnown() {
 		return errors.New("no D-Bus session bus: DBUS_SESSION_BUS_ADDRESS is unset; run `systemctl --user import-environment DBUS_SESSION_BUS_ADDRESS`")
 	}
+	if bodyMarkup() {
+		body = escapeMarkup(body)
+	}
 	appName.Do(func() { beeep.AppName = "safe-agent" })
 	return beeep.Notify(title, body, "")
 }
+
+// markupEscaper escapes the three characters that markup reads: Pango
+// (and the HTML subset of Plasma) then shows the text as typed. Quotes
+// need no escape outside attributes, and GNOME Shell shows some entities
+// for them (&#39;) literally.
+var markupEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
+
+// escapeMarkup makes plain text s safe as a notification body.
+func escapeMarkup(s string) string { return markupEscaper.Replace(s) }

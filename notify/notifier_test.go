@@ -157,3 +157,20 @@ func TestNotifierModes(t *testing.T) {
 		t.Errorf("sent %q, want [a: b]", sent)
 	}
 }
+
+// Notification bodies are markup for dunst and GNOME: client-supplied
+// text must not add markup, whatever it holds.
+func TestEscapeMarkup(t *testing.T) {
+	for in, want := range map[string]string{
+		"deploy":                           "deploy",
+		"<b>admin</b>":                     "&lt;b&gt;admin&lt;/b&gt;",
+		`</span><span size="80000">OK`:     `&lt;/span&gt;&lt;span size="80000"&gt;OK`,
+		"a &amp; b & c":                    "a &amp;amp; b &amp; c",
+		"'quoted' \"too\" → é":             "'quoted' \"too\" → é",
+		"<a href='https://evil'>click</a>": "&lt;a href='https://evil'&gt;click&lt;/a&gt;",
+	} {
+		if got := escapeMarkup(in); got != want {
+			t.Errorf("escapeMarkup(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -7,6 +7,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/safe-agent/safe-agent/internal/termtext"
 )
 
 // Prompt is what a confirmation prompt says. Every field may come from
@@ -172,52 +174,40 @@ func word(s string) string {
 
 // quote is s, cut to max runes, in Go quotes: a quote character inside
 // cannot end the quoted text early, and control and invisible characters
-// are escaped.
+// are escaped (strconv.Quote keeps a few invisible letters, such as the
+// Hangul filler U+3164, that termtext escapes).
 func quote(s string, max int) string {
-	if utf8.RuneCountInString(s) > max {
-		s = string([]rune(s)[:max]) + "…"
+	s, cut := cutRunes(s, max)
+	if cut {
+		s += "…"
 	}
-	return strconv.Quote(s)
+	return termtext.Escape(strconv.Quote(s))
 }
 
 // clean makes s safe to show on one line: invalid UTF-8, control
 // characters (newlines included) and invisible formatting characters
-// (bidi overrides, zero-width spaces) become visible escapes, and s is cut
-// to max runes.
+// (bidi overrides, zero-width spaces) become visible escapes (see
+// termtext.Escape), and s is cut to max runes.
 func clean(s string, max int) string {
-	var b strings.Builder
-	n := 0
-	for i, r := range s {
-		if n == max {
-			b.WriteString("…")
-			break
-		}
-		n++
-		switch {
-		case r == utf8.RuneError && isInvalidAt(s, i):
-			fmt.Fprintf(&b, `\x%02x`, s[i])
-		case r == '\n':
-			b.WriteString(`\n`)
-		case r == '\t':
-			b.WriteString(`\t`)
-		case unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp, unicode.Co, unicode.Cs):
-			if r <= 0xFFFF {
-				fmt.Fprintf(&b, `\u%04x`, r)
-			} else {
-				fmt.Fprintf(&b, `\U%08x`, r)
-			}
-		default:
-			b.WriteRune(r)
-		}
+	s, cut := cutRunes(s, max)
+	s = termtext.Escape(s)
+	if cut {
+		s += "…"
 	}
-	return b.String()
+	return s
 }
 
-// isInvalidAt reports whether s has an invalid UTF-8 byte at i (as
-// opposed to a real U+FFFD).
-func isInvalidAt(s string, i int) bool {
-	_, size := utf8.DecodeRuneInString(s[i:])
-	return size == 1
+// cutRunes cuts s to max runes (an invalid byte counts as one); cut says
+// whether anything was cut.
+func cutRunes(s string, max int) (string, bool) {
+	n := 0
+	for i := range s {
+		if n == max {
+			return s[:i], true
+		}
+		n++
+	}
+	return s, false
 }
 
 // formatDuration prints 5m, 1h30m, 45s rather than 5m0s.

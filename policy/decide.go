@@ -49,33 +49,50 @@ func (l list) rule(i int) string { return fmt.Sprintf("%s %s[%d]", l.src, l.fiel
 
 // decider holds one request while it is decided.
 type decider struct {
-	p    *Policy
-	r    *Request
-	ru   *rule
-	st   stored
-	hops []hop
-	key  string // how reasons name the key
+	p      *Policy
+	r      *Request
+	ru     *rule
+	st     stored
+	hops   []hop
+	key    string // how reasons name the key
+	allows []list // every non-empty allow list that applies
+	denies []list // every non-empty deny list that applies
+
+	listing  bool   // Visible: a list request, not a signature
+	destRule string // the allow entry that admits the destination, once found
+	buf      [4]hop
 }
 
 // Decide decides one sign request. It is pure: no I/O, no clock (host
 // certificates are checked against r.Now).
 func (p *Policy) Decide(r Request) Decision {
-	d := &decider{p: p, r: &r, ru: p.ruleFor(r.Key), key: keyLabel(r.Key)}
-	st, err := compileSettings(r.Settings)
-	if err != nil {
-		return deny(storedSrc, fmt.Sprintf("Refused: the settings stored with key %s are not valid (%v). Remove the key and add it again with valid --allow/--deny values.", d.key, err))
-	}
-	d.st = st
-	var buf [4]hop
-	d.hops = buf[:0]
-	ct := certTime{now: r.Now, check: true}
-	for _, h := range r.Hops {
-		d.hops = append(d.hops, p.index.resolve(h, ct))
+	d, bad := p.newDecider(&r)
+	if bad != nil {
+		return *bad
 	}
 	if r.Purpose == PurposeLogin {
 		return d.login()
 	}
 	return d.localOnly()
+}
+
+// newDecider compiles what applies to r; stored settings that do not
+// compile refuse.
+func (p *Policy) newDecider(r *Request) (*decider, *Decision) {
+	d := &decider{p: p, r: r, ru: p.ruleFor(r.Key), key: keyLabel(r.Key)}
+	st, err := compileSettings(r.Settings)
+	if err != nil {
+		bad := deny(storedSrc, fmt.Sprintf("Refused: the settings stored with key %s are not valid (%v). Remove the key and add it again with valid --allow/--deny values.", d.key, err))
+		return nil, &bad
+	}
+	d.st = st
+	d.hops = d.buf[:0]
+	ct := certTime{now: r.Now, check: true}
+	for _, h := range r.Hops {
+		d.hops = append(d.hops, p.index.resolve(h, ct))
+	}
+	d.allows, d.denies = d.allowLists(), d.denyLists()
+	return d, nil
 }
 
 func deny(rule, reason string) Decision {
@@ -165,7 +182,11 @@ func (d *decider) depth() int {
 func (d *decider) pathText(unbound bool) string {
 	var b strings.Builder
 	b.WriteString("here")
-	for _, h := range d.hops {
+	hops := d.hops
+	if unbound && d.claimOnly() {
+		hops = hops[:len(hops)-1]
+	}
+	for _, h := range hops {
 		b.WriteString(" → ")
 		b.WriteString(h.label())
 		if h.fwd {
@@ -174,6 +195,9 @@ func (d *decider) pathText(unbound bool) string {
 	}
 	if unbound {
 		b.WriteString(" → ?")
+		if d.claimOnly() {
+			fmt.Fprintf(&b, " (not host-bound; bound to %s)", d.hops[len(d.hops)-1].label())
+		}
 	}
 	return b.String()
 }
@@ -192,15 +216,18 @@ func (d *decider) action(dest string) string {
 	}
 }
 
-// login decides a user authentication signature.
+// login decides a user authentication signature: the first finding of
+// the login checks, in words.
 func (d *decider) login() Decision {
-	r, hops := d.r, d.hops
-	allows := d.allowLists()
+	return d.explain(d.evaluateLogin())
+}
+
+// explain turns a finding into a Decision with its sentence for people.
+func (d *decider) explain(f *finding) Decision {
+	hops := d.hops
 	depth := d.depth()
 	last := len(hops) - 1
-	// The destination is the last hop, if the client bound it for this
-	// login (is_forwarding = 0) and every bind verified.
-	bound := last >= 0 && !hops[last].fwd && !r.BindFailed
+	bound := d.bound()
 	destLabel := "an unknown host"
 	if bound {
 		destLabel = hops[last].label()
@@ -208,111 +235,84 @@ func (d *decider) login() Decision {
 	path := d.pathText(!bound)
 	act := d.action(destLabel)
 
-	if len(hops) == 0 && !r.BindFailed {
-		if len(allows) > 0 {
-			return deny(allows[0].src+" allow", fmt.Sprintf(
-				"Refused: key %s may not %s: the client did not say which host this login is for (no session-bind), and %s limits the key to allow = %s. OpenSSH 8.9+ is needed for destination rules: use a newer ssh client, or remove allow from %s in %s.",
-				d.key, act, sectionText(allows[0].src), patternList(allows[0].entries), sectionText(allows[0].src), d.fileText()))
-		}
-		return d.finish(0, d.ru.section, fmt.Sprintf("key %s may %s: a local connection (no session-bind), and %s has no allow list", d.key, act, sectionText(d.ru.allowSrc)), nil)
-	}
-	if r.BindFailed && len(allows) > 0 {
-		return deny(allows[0].src+" allow", fmt.Sprintf(
+	switch f.kind {
+	case findNoBindRestricted:
+		return deny(f.rule, fmt.Sprintf(
+			"Refused: key %s may not %s: the client did not say which host this login is for (no session-bind), and %s limits the key to allow = %s. OpenSSH 8.9+ is needed for destination rules: use a newer ssh client, or remove allow from %s in %s.",
+			d.key, act, sectionText(f.list.src), patternList(f.list.entries), sectionText(f.list.src), d.fileText()))
+	case findNoBindLocal:
+		return d.finish(0, f.rule, fmt.Sprintf("key %s may %s: a local connection (no session-bind), and %s has no allow list", d.key, act, sectionText(d.ru.allowSrc)), nil)
+	case findBindFailed:
+		return deny(f.rule, fmt.Sprintf(
 			"Refused: key %s may not %s: a session-bind on this connection failed verification, so nothing says where this signature would be used, and %s restricts the key with allow. Check the hosts on this path (%s) for tampering.",
-			d.key, act, sectionText(allows[0].src), path))
-	}
-	for i := 0; i < last; i++ {
-		if !hops[i].fwd {
-			return deny("session-bind", fmt.Sprintf(
-				"Refused: key %s may not %s: the connection's session-binds are inconsistent (%s was bound for a login, yet more hosts follow it: %s). This is not something ssh does; the host that sent them may be tampering.",
-				d.key, act, hops[i].label(), path))
-		}
-	}
-	for _, h := range hops {
-		if h.revoked != "" {
-			return deny("known_hosts @revoked", fmt.Sprintf(
-				"Refused: key %s may not %s (%s): %s. If the host has a new key, replace its line in known_hosts.",
-				d.key, act, path, h.revoked))
-		}
-	}
-	for _, l := range d.denyLists() {
-		for i := range hops {
-			for j, pat := range l.entries {
-				if matchAt(hops, i, pat, true) {
-					return deny(l.rule(j), fmt.Sprintf(
-						"Refused: key %s may not %s (%s): %s matches deny entry %q in %s. To reach this host, remove that entry%s.",
-						d.key, act, path, hops[i].label(), pat.raw, sectionText(l.src), d.inFile(l.src)))
-				}
-			}
-		}
-	}
-	limit, limitSrc := d.depthLimit()
-	if depth > limit {
-		var what string
-		if limit == 0 {
+			d.key, act, sectionText(f.list.src), path))
+	case findBindOrder:
+		return deny(f.rule, fmt.Sprintf(
+			"Refused: key %s may not %s: the connection's session-binds are inconsistent (%s was bound for a login, yet more hosts follow it: %s). This is not something ssh does; the host that sent them may be tampering.",
+			d.key, act, hops[f.hop].label(), path))
+	case findRevoked:
+		return deny(f.rule, fmt.Sprintf(
+			"Refused: key %s may not %s (%s): %s. If the host has a new key, replace its line in known_hosts.",
+			d.key, act, path, hops[f.hop].revoked))
+	case findDenied:
+		return deny(f.rule, fmt.Sprintf(
+			"Refused: key %s may not %s (%s): %s matches deny entry %q in %s. To reach this host, remove that entry%s.",
+			d.key, act, path, hops[f.hop].label(), f.list.entries[f.entry].raw, sectionText(f.list.src), d.inFile(f.list.src)))
+	case findTooDeep:
+		what := fmt.Sprintf("through %d forwarded agents (at most %d allowed)", depth, f.limit)
+		if f.limit == 0 {
 			what = "through a forwarded agent at all"
-		} else {
-			what = fmt.Sprintf("through %d forwarded agents (at most %d allowed)", depth, limit)
 		}
-		return deny(limitSrc+" max_forward_depth", fmt.Sprintf(
+		return deny(f.rule, fmt.Sprintf(
 			"Refused: key %s may not %s (%s) %s: max_forward_depth = %d in %s. If you trust every host on this path, raise max_forward_depth there%s.",
-			d.key, act, path, what, limit, sectionText(limitSrc), d.inFile(limitSrc)))
-	}
-	// Every hop must be allowed by every non-empty allow list.
-	destRule := ""
-	for _, l := range allows {
-		for i := range hops {
-			j := -1
-			for k, pat := range l.entries {
-				if matchAt(hops, i, pat, false) {
-					j = k
-					break
-				}
-			}
-			if j < 0 {
-				return deny(l.src+" allow", d.allowMiss(l, i, act, path))
-			}
-			if i == last && destRule == "" {
-				destRule = l.rule(j)
-			}
+			d.key, act, path, what, f.limit, sectionText(f.src), d.inFile(f.src)))
+	case findNotAllowed:
+		return deny(f.rule, d.allowMiss(*f.list, f.hop, act, path))
+	case findNoNextHop:
+		return deny(f.rule, fmt.Sprintf(
+			"Refused: key %s may not be used from %s (%s): no entry of allow = %s in %s continues from there.",
+			d.key, hops[f.hop].label(), path, patternList(f.list.entries), sectionText(f.list.src)))
+	case findUnbound:
+		if d.claimOnly() {
+			return deny(f.rule, fmt.Sprintf(
+				"Refused: key %s may not %s (%s): the login is a plain \"publickey\" signature, which does not name the server it is for, so whoever holds the forwarded agent on %s could use it to log in to any server that accepts the key; %s restricts the key with allow, so through a forwarded agent only host-bound logins (OpenSSH 8.9+ on both ends) are accepted. Log in to an older server directly, not through a forwarded agent.",
+				d.key, act, path, hops[d.lastForwarding()].label(), sectionText(f.list.src)))
 		}
-		if !bound {
-			return deny(l.src+" allow", fmt.Sprintf(
-				"Refused: key %s may not %s (%s): the client on %s did not say which host it logs in to (no session-bind for the destination), and %s restricts the key with allow. The client there needs OpenSSH 8.9+.",
-				d.key, act, path, hops[last].label(), sectionText(l.src)))
-		}
-	}
-	unknownDest := depth >= 1 && (!bound || !hops[last].named()) && len(allows) == 0
-	if unknownDest {
-		why := "known_hosts has no name for it"
-		if !bound {
-			why = "the client did not say which host it logs in to"
-		}
-		if r.BindFailed {
-			why = "a session-bind on this connection failed verification"
-		}
-		if note := d.destNote(bound); note != "" {
-			why += " (" + note + ")"
-		}
-		switch d.p.unknownDest {
+		return deny(f.rule, fmt.Sprintf(
+			"Refused: key %s may not %s (%s): the client on %s did not say which host it logs in to (no session-bind for the destination), and %s restricts the key with allow. The client there needs OpenSSH 8.9+.",
+			d.key, act, path, hops[f.hop].label(), sectionText(f.list.src)))
+	case findUnknownDest:
+		switch f.verdict {
 		case Deny:
-			return deny("unknown_destination", fmt.Sprintf(
+			return deny(f.rule, fmt.Sprintf(
 				"Refused: key %s may not %s through a forwarded agent (%s): %s, and unknown_destination = \"deny\". Add the host to known_hosts, add its fingerprint to allow, or set unknown_destination = \"confirm\" in %s.",
-				d.key, act, path, why, d.fileText()))
+				d.key, act, path, f.why, d.fileText()))
 		case Confirm:
-			return d.finish(depth, "", "", &reason{"unknown_destination", why + ", and unknown_destination = \"confirm\""})
+			return d.finish(depth, "", "", &reason{f.rule, f.why + ", and unknown_destination = \"confirm\""})
 		default:
-			return d.finish(depth, "unknown_destination", fmt.Sprintf("key %s may %s (%s): %s, and unknown_destination = \"allow\"", d.key, act, path, why), nil)
+			return d.finish(depth, f.rule, fmt.Sprintf("key %s may %s (%s): %s, and unknown_destination = \"allow\"", d.key, act, path, f.why), nil)
 		}
 	}
-	if destRule != "" {
-		return d.finish(depth, destRule, fmt.Sprintf("key %s may %s (%s): %s", d.key, act, path, allowedBy(destRule, d.allowEntry(destRule))), nil)
+	// findAllowed.
+	if d.destRule != "" {
+		return d.finish(depth, f.rule, fmt.Sprintf("key %s may %s (%s): %s", d.key, act, path, allowedBy(f.rule, d.allowEntry(f.rule))), nil)
 	}
+	limit, _ := d.depthLimit()
 	how := fmt.Sprintf("%s has no allow list", sectionText(d.ru.allowSrc))
 	if depth > 0 {
 		how += fmt.Sprintf(" and the path is within max_forward_depth = %d", limit)
 	}
-	return d.finish(depth, d.ru.section, fmt.Sprintf("key %s may %s (%s): %s", d.key, act, path, how), nil)
+	return d.finish(depth, f.rule, fmt.Sprintf("key %s may %s (%s): %s", d.key, act, path, how), nil)
+}
+
+// lastForwarding is the index of the last forwarding hop (-1: none).
+func (d *decider) lastForwarding() int {
+	for i := len(d.hops) - 1; i >= 0; i-- {
+		if d.hops[i].fwd {
+			return i
+		}
+	}
+	return -1
 }
 
 func (d *decider) destNote(bound bool) string {
@@ -429,7 +429,7 @@ func (d *decider) finish(depth int, rule, why string, first *reason) Decision {
 		remember = 0 // ssh-add -c: every use is asked
 	}
 	n := len(d.hops)
-	unbound := n == 0 || d.hops[n-1].fwd || d.r.BindFailed
+	unbound := !d.bound()
 	dest := "an unknown host"
 	if !unbound {
 		dest = d.hops[n-1].label()
@@ -543,66 +543,27 @@ func negatedBy(negs []string, s string) bool {
 }
 
 // Visible reports whether a key should be listed on a connection with
-// these hops. On a connection where no hop is forwarding it is always true.
-// Otherwise no hop may be revoked or denied, the forward depth must be
-// within the limit, and every hop must be allowed; then, if the last hop
-// is forwarding (the list comes from a shell on that host), some allow
-// entry must be able to take a next step from it; if the last hop is a
-// destination (ssh on that host bound its login first, as OpenSSH 8.9+
-// does), it must not be an unnamed host that unknown_destination = "deny"
-// refuses. Certificate validity periods are not checked here.
-func (p *Policy) Visible(k Key, s Settings, hops []Hop) bool {
-	if !slices.ContainsFunc(hops, func(h Hop) bool { return h.Forwarded }) {
-		return true
+// r's hops (r.Key, r.Settings, r.Hops, r.BindFailed and r.Now are used).
+// A connection with no forwarding hop and no failed bind sees every key.
+// Otherwise the login checks Decide uses decide: a path whose last hop is a
+// destination (ssh there bound its login first, as OpenSSH 8.9+ does) is
+// judged exactly as a login to it would be; a path whose last hop forwards
+// (the list comes from a shell on that host) needs some allow entry that
+// can take the next step from it. When the key is hidden, the Decision
+// says by which rule and why.
+func (p *Policy) Visible(r Request) (bool, Decision) {
+	if !slices.ContainsFunc(r.Hops, func(h Hop) bool { return h.Forwarded }) && !r.BindFailed {
+		return true, Decision{}
 	}
-	st, err := compileSettings(s)
-	if err != nil {
-		return false
+	r.Purpose, r.NotHostbound, r.User = PurposeLogin, false, ""
+	d, bad := p.newDecider(&r)
+	if bad != nil {
+		return false, *bad
 	}
-	d := &decider{p: p, r: &Request{Key: k, Settings: s}, ru: p.ruleFor(k), st: st}
-	for _, h := range hops {
-		d.hops = append(d.hops, p.index.resolve(h, certTime{}))
+	d.listing = true
+	f := d.evaluateLogin()
+	if !f.refuses() {
+		return true, Decision{}
 	}
-	last := len(d.hops) - 1
-	for i, h := range d.hops {
-		if h.revoked != "" || (i < last && !h.fwd) {
-			return false
-		}
-	}
-	for _, l := range d.denyLists() {
-		for i := range d.hops {
-			for _, pat := range l.entries {
-				if matchAt(d.hops, i, pat, true) {
-					return false
-				}
-			}
-		}
-	}
-	if limit, _ := d.depthLimit(); d.depth() > limit {
-		return false
-	}
-	allows := d.allowLists()
-	for _, l := range allows {
-		for i := range d.hops {
-			if !slices.ContainsFunc(l.entries, func(pat destPattern) bool { return matchAt(d.hops, i, pat, false) }) {
-				return false
-			}
-		}
-		if !d.hops[last].fwd {
-			continue
-		}
-		// A next hop is possible if some entry's leading parts match the
-		// path's tail (a one-part entry matches any next host).
-		next := slices.ContainsFunc(l.entries, func(pat destPattern) bool {
-			prefix := destPattern{raw: pat.raw, parts: pat.parts[:len(pat.parts)-1]}
-			return len(prefix.parts) == 0 || matchAt(d.hops, last, prefix, false)
-		})
-		if !next {
-			return false
-		}
-	}
-	if !d.hops[last].fwd && !d.hops[last].named() && len(allows) == 0 && p.unknownDest == Deny {
-		return false
-	}
-	return true
+	return false, d.explain(f)
 }

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -86,13 +87,27 @@ namespaces = []
 `, unknownDest, w.stranger.fp(), w.userKey.fp())
 }
 
-func TestDecide(t *testing.T) {
-	w := newWorld(t)
+// decideRow is one row of the Decide table.
+type decideRow struct {
+	name     string
+	ud       string // unknown_destination; "" = confirm
+	req      Request
+	verdict  Verdict
+	rule     string
+	reason   string // exact, "" = not checked
+	remember time.Duration
+}
+
+func decidePolicies(t *testing.T, w *world) map[string]*Policy {
 	fsys := files{"/kh": w.knownHosts}
 	pol := map[string]*Policy{}
 	for _, ud := range []string{"allow", "confirm", "deny"} {
 		pol[ud] = mustParse(t, decidePolicy(w, ud), fsys)
 	}
+	return pol
+}
+
+func decideRows(w *world) []decideRow {
 	now := time.Unix(1_700_000_000, 0)
 	fwd := func(k ssh.PublicKey) Hop { return Hop{HostKey: k, Forwarded: true} }
 	dst := func(k ssh.PublicKey) Hop { return Hop{HostKey: k} }
@@ -100,15 +115,7 @@ func TestDecide(t *testing.T) {
 	depth0 := 0
 	depth2 := 2
 
-	type row struct {
-		name     string
-		ud       string // unknown_destination; "" = confirm
-		req      Request
-		verdict  Verdict
-		rule     string
-		reason   string // exact, "" = not checked
-		remember time.Duration
-	}
+	type row = decideRow
 	rows := []row{
 		// Depth limits.
 		{name: "depth 0: direct login allowed", req: Request{Key: key("jumponly"), Hops: []Hop{dst(w.jump.pub)}, User: "me"},
@@ -219,6 +226,25 @@ func TestDecide(t *testing.T) {
 		{name: "restricted key, destination not bound on the far side", req: Request{Key: key("chain"), Hops: []Hop{fwd(w.jump.pub)}},
 			verdict: Deny, rule: `key "chain" allow`,
 			reason: `Refused: key "chain" (SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA) may not log in to an unknown host (here → jump.example (forwarded) → ?): the client on jump.example did not say which host it logs in to (no session-bind for the destination), and [[key]] match "chain" restricts the key with allow. The client there needs OpenSSH 8.9+.`},
+
+		// Plain "publickey" logins (not host-bound) through a forwarded agent:
+		// the last bind is only a claim, the destination is unknown.
+		{name: "not host-bound through jump, restricted key refused", req: Request{Key: key("chain"), Hops: []Hop{fwd(w.jump.pub), dst(w.jump.pub)}, NotHostbound: true, User: "root"},
+			verdict: Deny, rule: `key "chain" allow`,
+			reason: `Refused: key "chain" (SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA) may not log in as root to an unknown host (here → jump.example (forwarded) → ? (not host-bound; bound to jump.example)): the login is a plain "publickey" signature, which does not name the server it is for, so whoever holds the forwarded agent on jump.example could use it to log in to any server that accepts the key; [[key]] match "chain" restricts the key with allow, so through a forwarded agent only host-bound logins (OpenSSH 8.9+ on both ends) are accepted. Log in to an older server directly, not through a forwarded agent.`},
+		{name: "not host-bound through jump to an allowed destination still refused", req: Request{Key: key("chain"), Hops: []Hop{fwd(w.jump.pub), dst(w.db.pub)}, NotHostbound: true},
+			verdict: Deny, rule: `key "chain" allow`},
+		{name: "not host-bound through jump, unrestricted key: unknown destination asks", req: Request{Key: key("nobody"), Hops: []Hop{fwd(w.jump.pub), dst(w.jump.pub)}, NotHostbound: true, User: "root"},
+			verdict: Confirm, rule: `unknown_destination`, remember: 5 * time.Minute,
+			reason: `Ask first: key "nobody" (SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA) would log in as root to an unknown host (here → jump.example (forwarded) → ? (not host-bound; bound to jump.example)): the login is not host-bound (a plain "publickey" signature does not name the server, so it would work on any server that accepts the key), and unknown_destination = "confirm".`},
+		{name: "not host-bound through jump, unknown_destination deny", ud: "deny", req: Request{Key: key("nobody"), Hops: []Hop{fwd(w.jump.pub), dst(w.db.pub)}, NotHostbound: true},
+			verdict: Deny, rule: `unknown_destination`},
+		{name: "not host-bound through jump, denied claim still refused", req: Request{Key: key("nobody"), Hops: []Hop{fwd(w.jump.pub), dst(w.prod.pub)}, NotHostbound: true},
+			verdict: Deny, rule: `defaults deny[0]`},
+		{name: "not host-bound, direct (no forwarding hop): the bind names the host", req: Request{Key: key("jumponly"), Hops: []Hop{dst(w.jump.pub)}, NotHostbound: true},
+			verdict: Allow, rule: `key "jumponly" allow[0]`},
+		{name: "not host-bound, direct to an unnamed host: not asked", ud: "deny", req: Request{Key: key("nobody"), Hops: []Hop{dst(w.stranger.pub)}, NotHostbound: true},
+			verdict: Allow, rule: `defaults`},
 		{name: "inconsistent binds (login bind followed by more) refused", req: Request{Key: key("nobody"), Hops: []Hop{dst(w.jump.pub), dst(w.db.pub)}},
 			verdict: Deny, rule: `session-bind`},
 
@@ -288,6 +314,13 @@ func TestDecide(t *testing.T) {
 		{name: "unmatched key takes defaults", req: Request{Key: key("home"), Hops: []Hop{dst(w.other.pub)}},
 			verdict: Allow, rule: `defaults`},
 	}
+	return rows
+}
+
+func TestDecide(t *testing.T) {
+	w := newWorld(t)
+	pol := decidePolicies(t, w)
+	rows := decideRows(w)
 	for _, tc := range rows {
 		t.Run(tc.name, func(t *testing.T) {
 			ud := tc.ud
@@ -373,13 +406,54 @@ func TestVisible(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := p.Visible(Key{Comment: tc.key}, tc.s, tc.hops); got != tc.want {
-				t.Errorf("Visible = %v, want %v", got, tc.want)
+			got, why := p.Visible(Request{Key: Key{Comment: tc.key}, Settings: tc.s, Hops: tc.hops})
+			if got != tc.want {
+				t.Errorf("Visible = %v, want %v (%s)", got, tc.want, why.Reason)
+			}
+			if !got && (why.Verdict != Deny || why.Rule == "" || !strings.HasPrefix(why.Reason, "Refused: ")) {
+				t.Errorf("hidden without a refusal: %+v", why)
 			}
 		})
 	}
 	strict := mustParse(t, decidePolicy(w, "deny"), files{"/kh": w.knownHosts})
-	if strict.Visible(Key{Comment: "nobody"}, Settings{}, []Hop{fwd(w.jump.pub), {HostKey: w.stranger.pub}}) {
+	if ok, _ := strict.Visible(Request{Key: Key{Comment: "nobody"}, Hops: []Hop{fwd(w.jump.pub), {HostKey: w.stranger.pub}}}); ok {
 		t.Errorf("unnamed bound destination shown although unknown_destination = \"deny\"")
+	}
+}
+
+// TestVisibleAgreesWithDecide runs every Decide row whose path is judged
+// the same way for a list and for a login (a forwarding hop followed by a
+// bound destination, or a failed bind) through Visible: a key is listed
+// exactly when a host-bound login on that path is not refused.
+func TestVisibleAgreesWithDecide(t *testing.T) {
+	w := newWorld(t)
+	pol := decidePolicies(t, w)
+	n := 0
+	for _, tc := range decideRows(w) {
+		r := tc.req
+		hops := r.Hops
+		fwd := slices.ContainsFunc(hops, func(h Hop) bool { return h.Forwarded })
+		destBound := len(hops) > 0 && !hops[len(hops)-1].Forwarded
+		if r.Purpose != PurposeLogin || r.NotHostbound || !(r.BindFailed || fwd && destBound) {
+			continue
+		}
+		ud := tc.ud
+		if ud == "" {
+			ud = "confirm"
+		}
+		t.Run(tc.name, func(t *testing.T) {
+			n++
+			d := pol[ud].Decide(r)
+			shown, why := pol[ud].Visible(r)
+			if shown != (d.Verdict != Deny) {
+				t.Errorf("Visible = %v (%s), Decide = %v by %q (%s)", shown, why.Rule, d.Verdict, d.Rule, d.Reason)
+			}
+			if !shown && why.Rule != d.Rule {
+				t.Errorf("hidden by %q, refused by %q", why.Rule, d.Rule)
+			}
+		})
+	}
+	if n < 15 {
+		t.Fatalf("only %d rows compared; the table lost its forwarded rows", n)
 	}
 }

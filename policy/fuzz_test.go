@@ -22,7 +22,7 @@ func fuzzRequests(t *testing.T, p *Policy, w *world, extra []ssh.PublicKey) {
 			if d.Reason == "" || d.Rule == "" {
 				t.Fatalf("decision without rule or reason: %+v", d)
 			}
-			p.Visible(k, Settings{}, hops[:1])
+			p.Visible(Request{Key: k, Hops: hops[:1], Now: now})
 			if i == 0 {
 				p.HostNames(a)
 			}

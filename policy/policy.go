@@ -142,9 +142,15 @@ type Request struct {
 	// BindFailed: a session-bind on this connection failed verification,
 	// so it is never treated as local.
 	BindFailed bool
-	Purpose    Purpose
-	User       string // login user
-	Namespace  string // SSHSIG namespace
+	// NotHostbound: the login is a plain "publickey" signature, which does
+	// not name the server it is for. Through a forwarded agent (a
+	// forwarding hop on the path) such a login has no known destination,
+	// whatever the last session-bind says: whoever holds the forwarded
+	// socket can bind its own host and use the signature elsewhere.
+	NotHostbound bool
+	Purpose      Purpose
+	User         string // login user
+	Namespace    string // SSHSIG namespace
 	// Now is the time host certificates are checked against. Zero: no
 	// certificate gets names from @cert-authority lines (fail closed).
 	Now time.Time

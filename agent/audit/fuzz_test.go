@@ -91,7 +91,7 @@ func FuzzVerify(f *testing.F) {
 		rep, err := verify(names, func(name string) (io.ReadCloser, error) {
 			i, _ := strconv.Atoi(name)
 			return io.NopCloser(bytes.NewReader(parts[i])), nil
-		})
+		}, nil)
 		if err != nil {
 			t.Fatalf("Verify: %v", err)
 		}
@@ -151,7 +151,7 @@ func FuzzVerifyTamper(f *testing.F) {
 		data[i] = b
 		rep, err := verify([]string{"audit.jsonl"}, func(string) (io.ReadCloser, error) {
 			return io.NopCloser(bytes.NewReader(data)), nil
-		})
+		}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -11,6 +11,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -20,6 +22,8 @@ const (
 	DefaultMaxSize      = 64 << 20
 	DefaultKeep         = 5
 	DefaultSyncInterval = time.Second
+	DefaultMinRetention = 24 * time.Hour
+	DefaultMinFree      = 256 << 20
 )
 
 // ErrClosed is returned by Append after Close.
@@ -31,9 +35,23 @@ var errLocked = errors.New("locked by another process")
 type Options struct {
 	// MaxSize is the size at which the file is rotated (default 64 MiB).
 	MaxSize int64
-	// Keep is how many rotated files are kept: audit.jsonl.1 … .Keep
-	// (default 5).
+	// Keep is how many rotated files are kept whatever their age:
+	// audit.jsonl.1 … .Keep (default 5). Older files are deleted too once
+	// their newest record is older than MinRetention.
 	Keep int
+	// MinRetention is how long records are kept even beyond Keep files, so
+	// that a flood of records cannot rotate an attack's records away
+	// (default 24 h; negative: keep by count only). Only a nearly full disk
+	// (less than MinFree free) overrides it.
+	MinRetention time.Duration
+	// MinFree is the free space on the log's file system below which
+	// rotation deletes files beyond Keep although they are younger than
+	// MinRetention (default 256 MiB).
+	MinFree int64
+	// OnRetentionOverride, if set, is called after a rotation deleted
+	// records younger than MinRetention for lack of space, with the log's
+	// Health; from the appending goroutine, with no lock held.
+	OnRetentionOverride func(Health)
 	// SyncInterval bounds how long a written record may wait for fsync
 	// (default 1 s).
 	SyncInterval time.Duration
@@ -42,6 +60,10 @@ type Options struct {
 	// Logger gets warnings: torn tails, failed fsyncs, rotation trouble
 	// (default slog.Default()).
 	Logger *slog.Logger
+
+	// freeSpace measures the log's file system (a seam for tests; default
+	// statfs).
+	freeSpace func(dir string) (diskSpace, error)
 }
 
 // file is the part of *os.File a Log writes through (a seam for tests).
@@ -57,6 +79,7 @@ type file interface {
 // for concurrent use.
 type Log struct {
 	path     string
+	cpPath   string // the checkpoint file: what rotation deleted
 	o        Options
 	log      *slog.Logger
 	openFile func(path string) (file, error)
@@ -73,6 +96,13 @@ type Log struct {
 	syncErr    error  // the last fsync failed; refuse until one succeeds
 	retryAt    time.Time
 	closed     bool
+
+	// Retention state for Health.
+	files             int
+	oldestKept        time.Time
+	overriddenAt      time.Time
+	overriddenRecords uint64
+	notifyOverride    bool // the last rotation overrode MinRetention: call OnRetentionOverride
 
 	stop chan struct{}
 	done chan struct{}
@@ -110,14 +140,25 @@ func open(path string, o Options, opener func(string) (file, error)) (*Log, erro
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.MinRetention == 0 {
+		o.MinRetention = DefaultMinRetention
+	}
+	if o.MinFree <= 0 {
+		o.MinFree = DefaultMinFree
+	}
+	if o.freeSpace == nil {
+		o.freeSpace = statFreeSpace
+	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("create audit log directory: %w", err)
 	}
-	l := &Log{path: path, o: o, log: o.Logger, openFile: opener,
+	l := &Log{path: path, cpPath: CheckpointPath(path), o: o, log: o.Logger, openFile: opener,
 		stop: make(chan struct{}), done: make(chan struct{})}
 	if err := l.reopen(); err != nil {
 		return nil, err
 	}
+	l.adoptGap()
+	l.countFiles()
 	go l.syncLoop()
 	return l, nil
 }
@@ -209,13 +250,32 @@ func (l *Log) reopen() error {
 // record is not in the log: the caller must not act as if it were (the
 // agent refuses the signature).
 func (l *Log) Append(r Record) error {
+	err := l.append(r)
+	if l.o.OnRetentionOverride != nil && l.takeOverride() {
+		l.o.OnRetentionOverride(l.Health())
+	}
+	return err
+}
+
+// takeOverride reports (once) that a rotation deleted records younger
+// than MinRetention.
+func (l *Log) takeOverride() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := l.notifyOverride
+	l.notifyOverride = false
+	return n
+}
+
+// append is Append under the lock.
+func (l *Log) append(r Record) error {
 	switch r.Event {
 	case "":
 		return errors.New("audit record has no event")
 	case EventHeader, EventTorn:
 		return fmt.Errorf("audit event %q is reserved for the log itself", r.Event)
 	}
-	r.Seq, r.Prev, r.LogID, r.Torn = 0, "", "", ""
+	r.Seq, r.Prev, r.LogID, r.Torn, r.Checkpoint = 0, "", "", "", ""
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
@@ -263,7 +323,8 @@ func (l *Log) Append(r Record) error {
 	var first *Record
 	switch {
 	case l.needHeader:
-		first = &Record{Time: r.Time, Event: EventHeader, LogID: newLogID(), Detail: l.headerNote}
+		first = &Record{Time: r.Time, Event: EventHeader, LogID: newLogID(), Detail: l.headerNote,
+			Checkpoint: filepath.Base(l.cpPath)}
 		if first.Detail == "" {
 			first.Detail = "safe-agent audit log"
 		}
@@ -307,13 +368,18 @@ func (l *Log) Append(r Record) error {
 	l.seq, l.lastHash = seq, prev
 	l.needHeader, l.headerNote, l.torn = false, "", nil
 	l.dirty = true
+	if l.oldestKept.IsZero() {
+		l.oldestKept = r.Time // the first record of a new log
+	}
 	return nil
 }
 
-// rotate renames path → path.1 (.1 → .2, …, dropping what is beyond Keep)
-// and starts a new file; the old one is fsynced in the background. Called with l.mu held. If the renames fail the
-// current file stays in use (rotation is retried a minute later); if the new
-// file cannot be created the error is returned.
+// rotate renames path → path.1 (.1 → .2, …) and starts a new file; the old
+// one is fsynced in the background. Before that, prune deletes the oldest
+// rotated files that have outlived Keep and MinRetention. Called with l.mu
+// held. If a deletion or rename fails the current file stays in use
+// (rotation is retried a minute later); if the new file cannot be created
+// the error is returned.
 func (l *Log) rotate() error {
 	fail := func(err error) error {
 		l.log.Warn("cannot rotate the audit log; writing on in the current file", "path", l.path, "err", err)
@@ -324,17 +390,15 @@ func (l *Log) rotate() error {
 	if err != nil {
 		return fail(err)
 	}
-	// files is oldest first and ends with l.path; rotated ones are before it.
-	for _, p := range files[:len(files)-1] {
-		if n := rotatedIndex(l.path, p); n >= l.o.Keep {
-			if err := os.Remove(p); err != nil {
-				return fail(err)
-			}
-		}
+	// files is oldest first: p.N … p.1, then p itself (if it exists).
+	rotated := slices.DeleteFunc(files, func(p string) bool { return rotatedIndex(l.path, p) == 0 })
+	rotated, err = l.prune(rotated)
+	if err != nil {
+		return fail(err)
 	}
-	for i := l.o.Keep - 1; i >= 1; i-- {
-		src, dst := fmt.Sprintf("%s.%d", l.path, i), fmt.Sprintf("%s.%d", l.path, i+1)
-		if err := os.Rename(src, dst); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	for _, p := range rotated { // highest index first: no rename overwrites a file
+		dst := fmt.Sprintf("%s.%d", l.path, rotatedIndex(l.path, p)+1)
+		if err := os.Rename(p, dst); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fail(err)
 		}
 	}
@@ -342,6 +406,14 @@ func (l *Log) rotate() error {
 		return fail(err)
 	}
 	syncDir(filepath.Dir(l.path))
+	l.files = len(rotated) + 2 // the rotated ones, the retired one, the new one
+	if len(rotated) > 0 {
+		if r, ok := firstRecordOf(fmt.Sprintf("%s.%d", l.path, rotatedIndex(l.path, rotated[0])+1)); ok {
+			l.oldestKept = r.Time
+		}
+	} else if r, ok := firstRecordOf(l.path + ".1"); ok {
+		l.oldestKept = r.Time
+	}
 	// fsync the retired file off the request path: a 64 MiB file can take
 	// a few hundred milliseconds. Close waits for it.
 	old := l.f
@@ -362,8 +434,130 @@ func (l *Log) rotate() error {
 	if err != nil {
 		return fmt.Errorf("start a new audit log after rotation: %w", err)
 	}
-	l.f, l.size, l.needHeader, l.headerNote = f, 0, true, ""
+	l.f, l.size, l.needHeader = f, 0, true
 	return nil
+}
+
+// prune deletes, oldest first, the rotated files (given oldest first) that
+// would be beyond Keep after this rotation and whose newest record is older
+// than MinRetention; younger ones only when the file system has less than
+// MinFree left. Each deletion is written to the checkpoint file first. It
+// returns the files that remain. Called with l.mu held.
+func (l *Log) prune(rotated []string) ([]string, error) {
+	now := l.o.Now()
+	var space *diskSpace
+	var notes []string
+	for len(rotated) > 0 {
+		p := rotated[0]
+		if rotatedIndex(l.path, p) < l.o.Keep {
+			break
+		}
+		s, err := spanOf(p)
+		if err != nil {
+			return rotated, err
+		}
+		age := now.Sub(s.lastTime)
+		reason := fmt.Sprintf("beyond the %d newest rotated files and older than %s", l.o.Keep, formatRetention(l.o.MinRetention))
+		young := l.o.MinRetention > 0 && age < l.o.MinRetention
+		if young {
+			if space == nil {
+				sp, err := l.o.freeSpace(filepath.Dir(l.path))
+				if err != nil {
+					l.log.Debug("cannot measure free space for the audit log; keeping records by age", "err", err)
+					break
+				}
+				space = &sp
+			}
+			if space.free >= uint64(l.o.MinFree) {
+				break // this file and every newer one are kept
+			}
+			reason = fmt.Sprintf("free space low (%s, below %s): deleted although its newest record is only %s old (retention %s)",
+				formatBytes(space.free), formatBytes(uint64(l.o.MinFree)), age.Round(time.Second), formatRetention(l.o.MinRetention))
+		}
+		e := entryFor(p, s, now, reason)
+		if err := appendCheckpoint(l.cpPath, e); err != nil {
+			return rotated, err
+		}
+		if err := os.Remove(p); err != nil {
+			return rotated, fmt.Errorf("delete old audit log: %w", err)
+		}
+		if young {
+			l.log.Warn("disk nearly full: deleted audit records younger than the retention window",
+				"path", p, "records", e.Records, "first_seq", e.FirstSeq, "last_seq", e.LastSeq,
+				"newest_age", age.Round(time.Second), "free_bytes", space.free, "min_free", l.o.MinFree)
+			l.overriddenAt, l.overriddenRecords, l.notifyOverride = now, l.overriddenRecords+e.Records, true
+			notes = append(notes, fmt.Sprintf("%s (records %d to %d)", filepath.Base(p), e.FirstSeq, e.LastSeq))
+		}
+		rotated = rotated[1:]
+	}
+	if len(notes) > 0 {
+		// Say it in the chain too: the next file's header carries it.
+		l.headerNote = fmt.Sprintf("safe-agent audit log; free space was low (%s), so rotation deleted %s although younger than %s; see %s",
+			formatBytes(space.free), strings.Join(notes, ", "), formatRetention(l.o.MinRetention), filepath.Base(l.cpPath))
+	} else {
+		l.headerNote = ""
+	}
+	return rotated, nil
+}
+
+// countFiles sets the file count and the oldest record's time for Health.
+func (l *Log) countFiles() {
+	files, err := Files(l.path)
+	if err != nil || len(files) == 0 {
+		return
+	}
+	l.files = len(files)
+	if r, ok := firstRecordOf(files[0]); ok {
+		l.oldestKept = r.Time
+	}
+}
+
+// firstRecordOf is the first record of the file at p (false if none).
+func firstRecordOf(p string) (Record, bool) {
+	f, err := os.Open(p)
+	if err != nil {
+		return Record{}, false
+	}
+	defer f.Close()
+	r, ok, err := firstRecord(f)
+	return r, ok && err == nil
+}
+
+// adoptGap starts the checkpoint of a log whose oldest file continues a
+// chain that is already gone, so that verify can tell that gap (left by a
+// safe-agent that rotated without checkpoints) from one made later. It
+// does so only when no checkpoint exists and no file of the log was written
+// by a writer that kept one: if one was, the checkpoint was deleted, and
+// the gap must stay visible.
+func (l *Log) adoptGap() {
+	if _, err := os.Lstat(l.cpPath); !errors.Is(err, fs.ErrNotExist) {
+		return
+	}
+	files, err := Files(l.path)
+	if err != nil || len(files) == 0 {
+		return
+	}
+	start, ok := firstRecordOf(files[0])
+	if !ok || start.Seq <= 1 {
+		return // the chain starts here, or nothing is known
+	}
+	for _, p := range files {
+		if r, ok := firstRecordOf(p); ok && r.Checkpoint != "" {
+			l.log.Error("the audit checkpoint is missing although this log kept one: the records before the oldest file cannot be accounted for (safe-agent audit verify fails)",
+				"path", l.cpPath, "oldest", files[0], "first_seq", start.Seq)
+			return
+		}
+	}
+	e := CheckpointEntry{Deleted: l.o.Now().UTC(), File: "before " + filepath.Base(files[0]),
+		FirstSeq: 1, LastSeq: start.Seq - 1, LastHash: start.Prev, Records: start.Seq - 1,
+		Reason:      "already missing when the checkpoint was started (rotated away by a safe-agent without checkpoints, or deleted)",
+		Unaccounted: true}
+	if err := appendCheckpoint(l.cpPath, e); err != nil {
+		l.log.Warn("cannot start the audit checkpoint", "path", l.cpPath, "err", err)
+		return
+	}
+	l.log.Warn("the oldest audit log file continues records that are gone; noted in the checkpoint as unaccounted",
+		"path", files[0], "records", e.Records, "checkpoint", l.cpPath)
 }
 
 func syncDir(dir string) {

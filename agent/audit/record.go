@@ -51,7 +51,7 @@ const (
 	PromptRemembered = "remembered"
 )
 
-// Record is one line of the audit log. Seq, Prev, LogID and Torn belong to
+// Record is one line of the audit log. Seq, Prev, LogID, Torn and Checkpoint belong to
 // the chain and are set by the Log; everything else by the caller.
 type Record struct {
 	Time     time.Time `json:"time"`
@@ -73,6 +73,10 @@ type Record struct {
 	// Torn is set on the record written after a torn line: the hex SHA-256
 	// of the torn bytes (without the newline added after them).
 	Torn string `json:"torn,omitempty"`
+	// Checkpoint is set on header records only: the name of the file in
+	// which the writer records the files rotation deletes. Its presence
+	// tells a later writer that a missing checkpoint was deleted.
+	Checkpoint string `json:"checkpoint,omitempty"`
 	// Prev is the hex SHA-256 of the previous line, without its newline.
 	Prev string `json:"prev"`
 }

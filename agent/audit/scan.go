@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"time"
 )
 
 const (
@@ -83,12 +84,13 @@ func scanBackward(r io.ReaderAt, size int64, fn func(line []byte, start, n int64
 
 // fileTail is what Open needs to know about the end of an existing file.
 type fileTail struct {
-	haveLine  bool   // the file has at least one complete line
-	lastHash  string // chain hash of the last complete line
-	lastSeq   uint64 // seq of the last complete line that parses (0: none)
-	lastValid bool   // the last complete line parses as a record
-	fragStart int64  // offset after the last newline
-	fragHash  string // SHA-256 of bytes [fragStart, size), if any
+	haveLine  bool      // the file has at least one complete line
+	lastHash  string    // chain hash of the last complete line
+	lastSeq   uint64    // seq of the last complete line that parses (0: none)
+	lastValid bool      // the last complete line parses as a record
+	lastTime  time.Time // time of the record with lastSeq
+	fragStart int64     // offset after the last newline
+	fragHash  string    // SHA-256 of bytes [fragStart, size), if any
 }
 
 // readTail reads the end of the file at path (size bytes of it) backwards.
@@ -112,7 +114,7 @@ func readTail(path string, size int64) (fileTail, error) {
 			t.lastHash = h
 			if line != nil {
 				if r, err := ParseRecord(line); err == nil {
-					t.lastSeq, t.lastValid = r.Seq, true
+					t.lastSeq, t.lastTime, t.lastValid = r.Seq, r.Time, true
 					return false
 				}
 			}
@@ -121,7 +123,7 @@ func readTail(path string, size int64) (fileTail, error) {
 		// The last line is damaged: find the last seq to continue from.
 		if line != nil {
 			if r, err := ParseRecord(line); err == nil {
-				t.lastSeq = r.Seq
+				t.lastSeq, t.lastTime = r.Seq, r.Time
 				return false
 			}
 		}

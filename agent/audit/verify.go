@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 )
 
 // Kind names what is wrong at a Finding.
@@ -46,12 +47,41 @@ type Report struct {
 	// a later Verify whose chain no longer reaches it shows lost records.
 	LastHash string
 	// Continues is true when the first file's header chains to an earlier
-	// file that was not given (rotated away): nothing before it is checked.
+	// file that was not given (rotated away): nothing before it is checked
+	// by Verify; VerifyLog and VerifyWithCheckpoint check that the
+	// checkpoint accounts for it.
 	Continues bool
+	// FirstPrev is the prev of the first line verified: the hash of the
+	// record before it, "" at the start of the chain.
+	FirstPrev string
+	// Checkpoint describes the records before the first file, as the
+	// checkpoint accounts for them; nil when nothing is missing before it
+	// or only Verify ran.
+	Checkpoint *CheckpointReport
 	// Torn lists torn lines left by a crash mid-write: reported, not breaks.
 	Torn []Finding
 	// Break is the first place where the chain does not hold; nil if none.
 	Break *Finding
+
+	firstFile string // the file of the first line verified
+}
+
+// CheckpointReport is what the checkpoint says about the records that were
+// rotated away before the oldest file.
+type CheckpointReport struct {
+	Path    string
+	Records uint64 // records before the oldest file (seq 1 to Records)
+	Files   int    // files deleted (0 for records already gone when the checkpoint started)
+	// FirstDeleted and LastDeleted are when the first and the last of them
+	// were deleted.
+	FirstDeleted, LastDeleted time.Time
+	// Unaccounted is how many of Records were already gone when the
+	// checkpoint was started: a safe-agent without checkpoints rotated them
+	// away (or they were deleted before); nothing vouches for them.
+	Unaccounted uint64
+	// Overlap counts lines for files that are still there (the writer
+	// stopped between writing the checkpoint and deleting the file).
+	Overlap int
 }
 
 // OK says whether the chain holds (torn tails allowed).
@@ -182,10 +212,14 @@ func (lr *lineReader) readLine() (*vline, error) {
 // the first break and says where and what. The error is non-nil only when a
 // file cannot be read. See the package comment for what this proves.
 func Verify(paths ...string) (Report, error) {
-	return verify(paths, func(p string) (io.ReadCloser, error) { return os.Open(p) })
+	return verify(paths, openFile, nil)
 }
 
-func verify(paths []string, open func(string) (io.ReadCloser, error)) (Report, error) {
+func openFile(p string) (io.ReadCloser, error) { return os.Open(p) }
+
+// verify checks the chain of paths; for every seq in want it stores the
+// hash of the line with that seq, if the chain reaches it.
+func verify(paths []string, open func(string) (io.ReadCloser, error), want map[uint64]string) (Report, error) {
 	rep := Report{Files: len(paths)}
 	if len(paths) == 0 {
 		return rep, errors.New("no audit log files to verify")
@@ -257,13 +291,16 @@ func verify(paths []string, open func(string) (io.ReadCloser, error)) (Report, e
 			return brk(v, KindInserted, "a header record in the middle of a file (files joined, or a line written by hand)")
 		}
 		if last == nil {
-			rep.First, rep.Continues = r.Seq, r.Prev != ""
+			rep.First, rep.Continues, rep.FirstPrev, rep.firstFile = r.Seq, r.Prev != "", r.Prev, v.file
 		} else if r.Prev != last.hash || r.Seq != last.rec.Seq+1 {
 			f := classify(v, last, next)
 			rep.Break = &f
 			return rep, nil
 		}
 		last = v
+		if _, ok := want[r.Seq]; ok {
+			want[r.Seq] = v.hash
+		}
 		rep.Records++
 		rep.Last, rep.LastHash = r.Seq, v.hash
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/safe-agent/safe-agent/agent/audit"
+	"github.com/safe-agent/safe-agent/internal/termtext"
 )
 
 // auditFlags are the options of `safe-agent audit`.
@@ -247,8 +248,12 @@ func (t *auditTable) line(cells []string) string {
 	return strings.TrimRight(b.String(), " ") + "\n"
 }
 
+// cells are the columns of one row. Most of a record came from a client
+// (user, namespace, key comment, host names, process names, and reasons
+// that quote them), so every cell is escaped: a user name such as
+// "\x1b[2K\rFORGED allowed" must not erase or fake a row.
 func (t *auditTable) cells(r audit.Record) []string {
-	return []string{
+	cells := []string{
 		r.Time.In(t.loc).Format("2006-01-02 15:04:05"),
 		auditDecision(r),
 		auditKey(r.Key),
@@ -257,6 +262,10 @@ func (t *auditTable) cells(r audit.Record) []string {
 		auditProcess(r.Client),
 		auditRule(r),
 	}
+	for i, c := range cells {
+		cells[i] = termtext.Escape(c)
+	}
+	return cells
 }
 
 func cut(s string, n int) string {

@@ -114,14 +114,18 @@ func setupDaemon(ctx context.Context, cfg serveConfig, logger *slog.Logger) (*da
 	d.notifier = n
 
 	d.server = agent.New(agent.Options{
-		PromptEnv:       notify.EnvFromList(os.Environ()),
-		Notifier:        n,
-		Logger:          logger,
-		Debug:           cfg.debug,
-		DefaultLifetime: cfg.lifetime,
-		AllowRoot:       cfg.allowRoot,
-		Policy:          ph,
-		Audit:           al,
+		PromptEnv:          notify.EnvFromList(os.Environ()),
+		Notifier:           n,
+		Logger:             logger,
+		Debug:              cfg.debug,
+		DefaultLifetime:    cfg.lifetime,
+		AllowRoot:          cfg.allowRoot,
+		MaxConns:           cfg.maxConns,
+		MaxConnsPerProcess: cfg.maxConnsPerProcess,
+		MaxConnsPerPath:    cfg.maxConnsPerPath,
+		IdleTimeout:        cfg.idleTimeout,
+		Policy:             ph,
+		Audit:              al,
 		Seal: func(priv any) (agent.PrivateKey, error) {
 			return v.Seal(priv)
 		},

@@ -23,6 +23,7 @@ import (
 
 	"github.com/safe-agent/safe-agent/agent"
 	"github.com/safe-agent/safe-agent/agent/audit"
+	"github.com/safe-agent/safe-agent/internal/termtext"
 	"github.com/safe-agent/safe-agent/keystore"
 	"github.com/safe-agent/safe-agent/notify"
 	"github.com/safe-agent/safe-agent/policy"
@@ -170,21 +171,26 @@ func runDoctor(ctx context.Context, env doctorEnv, out io.Writer) error {
 	return nil
 }
 
+// printCheck prints one check. Messages may quote what the agent reports
+// (its notes name client processes) and files written by others
+// (known_hosts names, policy errors), so each line is escaped for the
+// terminal; the line breaks doctor itself puts in a message are kept, and
+// a note is always one line.
 func printCheck(w io.Writer, r checkResult) {
 	const indent = "                   "
 	lines := strings.Split(strings.TrimRight(r.Msg, "\n"), "\n")
-	fmt.Fprintf(w, "%-4s  %-11s  %s\n", r.Status, r.Name, lines[0])
+	fmt.Fprintf(w, "%-4s  %-11s  %s\n", r.Status, r.Name, termtext.Escape(lines[0]))
 	for _, l := range lines[1:] {
-		fmt.Fprintf(w, "%s%s\n", indent, l)
+		fmt.Fprintf(w, "%s%s\n", indent, termtext.Escape(l))
 	}
 	for _, n := range r.Notes {
-		fmt.Fprintf(w, "%snote: %s\n", indent, n)
+		fmt.Fprintf(w, "%snote: %s\n", indent, termtext.Escape(n))
 	}
 	if r.Fix != "" && r.Status >= checkWarn {
 		fix := strings.Split(r.Fix, "\n")
-		fmt.Fprintf(w, "%sfix: %s\n", indent, fix[0])
+		fmt.Fprintf(w, "%sfix: %s\n", indent, termtext.Escape(fix[0]))
 		for _, l := range fix[1:] {
-			fmt.Fprintf(w, "%s     %s\n", indent, l)
+			fmt.Fprintf(w, "%s     %s\n", indent, termtext.Escape(l))
 		}
 	}
 }

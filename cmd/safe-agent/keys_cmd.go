@@ -21,6 +21,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/safe-agent/safe-agent/agent"
+	"github.com/safe-agent/safe-agent/internal/termtext"
 	"github.com/safe-agent/safe-agent/keystore"
 )
 
@@ -222,9 +223,9 @@ func addOne(ctx context.Context, file string, f addFlags, settings keystore.Sett
 		}
 		what = append(what, "loaded into the agent")
 	}
-	fmt.Fprintf(stdout, "%s %s (%s): %s\n", sk.Fingerprint, comment, keyTypeOf(priv), strings.Join(what, ", "))
+	fmt.Fprintf(stdout, "%s %s (%s): %s\n", sk.Fingerprint, termtext.Escape(comment), keyTypeOf(priv), strings.Join(what, ", "))
 	if s := settingsText(settings.Confirm, settings.Allow, settings.Deny, settings.MaxForwardDepth, settings.Lifetime); s != "" {
-		fmt.Fprintf(stdout, "  %s\n", s)
+		fmt.Fprintf(stdout, "  %s\n", termtext.Escape(s))
 	}
 	return nil
 }
@@ -438,7 +439,7 @@ func runList(ctx context.Context, f listFlags, stdout, stderr io.Writer) error {
 	}
 	keys, notes := collectKeys(ctx, agentSocket(f.socket), f.keystore)
 	for _, n := range notes {
-		fmt.Fprintln(stderr, "note:", n)
+		fmt.Fprintln(stderr, "note:", termtext.Escape(n))
 	}
 	if f.json {
 		enc := json.NewEncoder(stdout)
@@ -460,6 +461,9 @@ func yesNo(b bool) string {
 	return "no"
 }
 
+// printKeyTable prints keys in columns. Comments and the host names of
+// settings may come from whoever added the key (or a tab that would shift
+// the columns), so every cell is escaped for the terminal.
 func printKeyTable(w io.Writer, keys []listedKey) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "FINGERPRINT\tTYPE\tCOMMENT\tSTORED\tLOADED\tSETTINGS")
@@ -475,7 +479,8 @@ func printKeyTable(w io.Writer, keys []listedKey) {
 		if s == "" {
 			s = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", k.Fingerprint, k.Type, k.Comment, yesNo(k.InStore), yesNo(k.Loaded), s)
+		e := termtext.Escape
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e(k.Fingerprint), e(k.Type), e(k.Comment), yesNo(k.InStore), yesNo(k.Loaded), e(s))
 	}
 	tw.Flush()
 }
@@ -557,7 +562,7 @@ func runRemove(ctx context.Context, socket, storeName string, names []string, st
 		case len(matches) == 0:
 			fmt.Fprintf(stderr, "safe-agent remove: %s: no such key in the agent or the keyring (see `safe-agent list`)\n", name)
 			for _, n := range notes {
-				fmt.Fprintln(stderr, "note:", n)
+				fmt.Fprintln(stderr, "note:", termtext.Escape(n))
 			}
 			failed++
 			continue
@@ -599,7 +604,7 @@ func runRemove(ctx context.Context, socket, storeName string, names []string, st
 			}
 			done = append(done, "deleted from the keyring")
 		}
-		fmt.Fprintf(stdout, "%s %s: %s\n", k.Fingerprint, k.Comment, strings.Join(done, ", "))
+		fmt.Fprintf(stdout, "%s %s: %s\n", termtext.Escape(k.Fingerprint), termtext.Escape(k.Comment), strings.Join(done, ", "))
 	}
 	if failed > 0 {
 		return exitCodeError{code: 1}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/safe-agent/safe-agent/internal/termtext"
 	"github.com/safe-agent/safe-agent/policy"
 )
 
@@ -91,9 +92,9 @@ FILE:LINE:COL: what is wrong, and exits 1.`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprint(cmd.OutOrStdout(), p.Summary())
+			fmt.Fprint(cmd.OutOrStdout(), termtext.EscapeLines(p.Summary()))
 			for _, w := range p.Warnings() {
-				fmt.Fprintln(cmd.ErrOrStderr(), "warning:", w)
+				fmt.Fprintln(cmd.ErrOrStderr(), "warning:", termtext.Escape(w))
 			}
 			return nil
 		},
@@ -177,14 +178,15 @@ func runPolicyExplain(f explainFlags, now time.Time, out, errOut io.Writer) erro
 		}
 	}
 	d := p.Decide(req)
+	// The reason quotes the user, namespace and key comment it was given.
 	fmt.Fprintf(out, "verdict: %s\n", d.Verdict)
-	fmt.Fprintf(out, "rule:    %s\n", d.Rule)
-	fmt.Fprintf(out, "reason:  %s\n", d.Reason)
+	fmt.Fprintf(out, "rule:    %s\n", termtext.Escape(d.Rule))
+	fmt.Fprintf(out, "reason:  %s\n", termtext.Escape(d.Reason))
 	if d.Verdict == policy.Confirm && d.Remember > 0 {
 		fmt.Fprintf(out, "a yes is remembered for %s\n", d.Remember)
 	}
 	for _, n := range notes {
-		fmt.Fprintln(out, "note:", n)
+		fmt.Fprintln(out, "note:", termtext.Escape(n))
 	}
 	return nil
 }

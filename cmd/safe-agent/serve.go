@@ -32,10 +32,56 @@ type serveConfig struct {
 	readyFD       int  // write "ready" here once listening (ssh-agent detach)
 	watchPID      int  // exit when this process is gone (ssh-agent COMMAND form)
 	auditFallback bool // ssh-agent drop-in: use a per-agent log if the default one is in use
+	// Connection limits, as agent.Options has them: 0 is the default,
+	// negative is none.
+	maxConns, maxConnsPerProcess, maxConnsPerPath int
+	idleTimeout                                   time.Duration
+}
+
+// connFlags are the serve flags for connection limits, where 0 means
+// "no limit" (as people write it) rather than "the default".
+type connFlags struct {
+	maxConns, perProcess, perPath int
+	idle                          time.Duration
+}
+
+// register adds the flags; fs is cmd.Flags().
+func (f *connFlags) register(fs interface {
+	IntVar(p *int, name string, value int, usage string)
+	DurationVar(p *time.Duration, name string, value time.Duration, usage string)
+}) {
+	fs.IntVar(&f.maxConns, "max-connections", agent.DefaultMaxConns,
+		fmt.Sprintf("most client connections open at once; the last 1/64 (at most %d) are kept for processes with no other connection", agent.DefaultReservedConns))
+	fs.IntVar(&f.perProcess, "max-connections-per-process", agent.DefaultMaxConnsPerProcess, "most connections one client process may hold (0 = no limit besides --max-connections)")
+	fs.IntVar(&f.perPath, "max-connections-per-path", agent.DefaultMaxConnsPerPath, "most connections through one forwarded agent path (0 = no limit)")
+	fs.DurationVar(&f.idle, "idle-timeout", agent.DefaultIdleTimeout, "close connections that sent no request for this long (0 = never)")
+}
+
+// apply puts the flags into cfg in agent.Options' terms.
+func (f *connFlags) apply(cfg *serveConfig) error {
+	if f.maxConns < 1 {
+		return fmt.Errorf("--max-connections %d: must be at least 1", f.maxConns)
+	}
+	if f.perProcess < 0 || f.perPath < 0 || f.idle < 0 {
+		return errors.New("--max-connections-per-process, --max-connections-per-path and --idle-timeout cannot be negative (0 means no limit)")
+	}
+	none := func(v int) int {
+		if v == 0 {
+			return -1
+		}
+		return v
+	}
+	cfg.maxConns, cfg.maxConnsPerProcess, cfg.maxConnsPerPath = f.maxConns, none(f.perProcess), none(f.perPath)
+	cfg.idleTimeout = f.idle
+	if f.idle == 0 {
+		cfg.idleTimeout = -1
+	}
+	return nil
 }
 
 func newServeCmd() *cobra.Command {
 	var cfg serveConfig
+	var limits connFlags
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the agent in the foreground",
@@ -52,10 +98,14 @@ leaves it in place when it stops.`,
   SSH_AUTH_SOCK=$XDG_RUNTIME_DIR/safe-agent/agent.sock ssh-add -l`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := limits.apply(&cfg); err != nil {
+				return err
+			}
 			return runServe(cmd.Context(), cfg, cmd.OutOrStdout(), cmd.ErrOrStderr(), printShVars)
 		},
 	}
 	f := cmd.Flags()
+	limits.register(f)
 	f.StringVar(&cfg.socket, "socket", "", "socket path (default $XDG_RUNTIME_DIR/safe-agent/agent.sock)")
 	f.StringVar(&cfg.policyPath, "policy", "", "policy file (default $SAFE_AGENT_POLICY or $XDG_CONFIG_HOME/safe-agent/policy.toml)")
 	f.StringVar(&cfg.keystore, "keystore", "keyring", "where keys rest: keyring (OS keyring) or none (memory only)")

@@ -15,6 +15,7 @@ import (
 
 	"github.com/safe-agent/safe-agent/agent"
 	"github.com/safe-agent/safe-agent/agent/audit"
+	"github.com/safe-agent/safe-agent/internal/termtext"
 )
 
 // errNotSafeAgent: something answers on the socket, but not safe-agent
@@ -118,14 +119,18 @@ func runStatus(f statusFlags, out io.Writer) error {
 	return nil
 }
 
+// printStatus prints the status for people. What the agent reports may
+// quote clients (notes about processes, key comments, host names in
+// settings), so every string from it is escaped for the terminal.
 func printStatus(w io.Writer, rep statusReport, socket string, now time.Time) {
 	st := rep.Status
 	if st.Socket != "" {
 		socket = st.Socket
 	}
+	socket = termtext.Escape(socket)
 	fmt.Fprintf(w, "safe-agent is running: pid %d, since %s (%s)\n", st.PID, st.Started.Local().Format("2006-01-02 15:04:05"), now.Sub(st.Started).Round(time.Second))
 	fmt.Fprintf(w, "socket:    %s\n", socket)
-	ks := orDash(st.Keystore)
+	ks := termtext.Escape(orDash(st.Keystore))
 	if ks == "keyring" {
 		ks = "keyring (keys added with `safe-agent add` load at start)"
 	}
@@ -135,18 +140,18 @@ func printStatus(w io.Writer, rep statusReport, socket string, now time.Time) {
 	} else {
 		fmt.Fprintln(w, "memory:    keys NOT in locked memory (they may be swapped to disk): raise the memlock limit and restart the agent")
 	}
-	pol := orDash(st.Policy)
+	pol := termtext.Escape(orDash(st.Policy))
 	fmt.Fprintf(w, "policy:    %s\n", pol)
 	if st.PolicyError != "" {
 		fmt.Fprintf(w, "           LAST RELOAD FAILED, the previous policy stays in force:\n")
 		for _, l := range strings.Split(st.PolicyError, "\n") {
-			fmt.Fprintf(w, "             %s\n", l)
+			fmt.Fprintf(w, "             %s\n", termtext.Escape(l))
 		}
-		fmt.Fprintf(w, "           fix the file (`safe-agent policy check %s`); it is reloaded when saved\n", st.Policy)
+		fmt.Fprintf(w, "           fix the file (`safe-agent policy check %s`); it is reloaded when saved\n", pol)
 	}
-	fmt.Fprintf(w, "audit log: %s\n", orDash(st.AuditLog))
+	fmt.Fprintf(w, "audit log: %s\n", termtext.Escape(orDash(st.AuditLog)))
 	for _, n := range st.Notes {
-		fmt.Fprintf(w, "note:      %s\n", n)
+		fmt.Fprintf(w, "note:      %s\n", termtext.Escape(n))
 	}
 	fmt.Fprintln(w)
 	switch {
@@ -163,7 +168,7 @@ func printStatus(w io.Writer, rep statusReport, socket string, now time.Time) {
 		printKeyTable(w, keys)
 	}
 	if rep.RecentError != "" {
-		fmt.Fprintf(w, "\nRecent decisions: cannot read the audit log: %s\n", rep.RecentError)
+		fmt.Fprintf(w, "\nRecent decisions: cannot read the audit log: %s\n", termtext.Escape(rep.RecentError))
 		return
 	}
 	if len(rep.Recent) > 0 {

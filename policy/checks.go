@@ -1,0 +1,254 @@
+package policy
+
+// The login rules, as one ordered list of small checks. Decide runs them
+// for a sign request and turns the first finding into a sentence; Visible
+// runs the same checks for a list request on a forwarded connection and
+// only asks whether the finding refuses. There is no second copy of the
+// rules.
+
+// findingKind names what a check found.
+type findingKind int
+
+const (
+	findNoBindRestricted findingKind = iota + 1 // no session-bind at all, and an allow list
+	findNoBindLocal                             // no session-bind, no allow list: a local login
+	findBindFailed                              // a session-bind failed, and an allow list
+	findBindOrder                               // a login bind followed by more binds
+	findRevoked                                 // a hop's key is @revoked in known_hosts
+	findDenied                                  // a hop matches a deny entry
+	findTooDeep                                 // more forwarding hops than max_forward_depth
+	findNotAllowed                              // a hop matches no entry of an allow list
+	findNoNextHop                               // (lists) no allow entry continues from the last forwarding hop
+	findUnbound                                 // an allow list, and the destination is not bound
+	findUnknownDest                             // no allow list, and the destination cannot be named
+	findAllowed                                 // allowed, by an allow entry or for want of an allow list
+)
+
+// finding is the outcome of one check: a refusal, or an outcome that ends
+// the evaluation (an allow, or unknown_destination's verdict).
+type finding struct {
+	kind    findingKind
+	verdict Verdict
+	rule    string // what Decision.Rule will say
+	list    *list  // the allow or deny list involved, if any
+	entry   int    // index into list.entries; -1 if none
+	hop     int    // index into the hops; -1 if none
+	limit   int    // findTooDeep: the max_forward_depth in force
+	src     string // findTooDeep: where that limit is set
+	why     string // findUnknownDest: why the destination has no name
+}
+
+func (f *finding) refuses() bool { return f.verdict == Deny }
+
+func refusal(kind findingKind, rule string) *finding {
+	return &finding{kind: kind, verdict: Deny, rule: rule, entry: -1, hop: -1}
+}
+
+// evaluateLogin runs the login checks in order; the first finding decides.
+func (d *decider) evaluateLogin() *finding {
+	checks := [...]func() *finding{
+		d.checkNoBind,
+		d.checkBindFailed,
+		d.checkBindOrder,
+		d.checkRevoked,
+		d.checkDeny,
+		d.checkDepth,
+		d.checkAllow,
+		d.checkUnknownDest,
+	}
+	for _, check := range checks {
+		if f := check(); f != nil {
+			return f
+		}
+	}
+	return d.allowed()
+}
+
+// bound reports whether the login's destination is known: the last hop,
+// bound for a login (is_forwarding = 0), every bind verified, and, through
+// a forwarded agent, a host-bound login (the agent has checked that its
+// host key is the last bind's). A plain "publickey" login through a
+// forwarded agent names no server: the last bind then proves nothing.
+func (d *decider) bound() bool {
+	last := len(d.hops) - 1
+	if last < 0 || d.hops[last].fwd || d.r.BindFailed {
+		return false
+	}
+	return !d.claimOnly()
+}
+
+// claimOnly: a plain "publickey" login through a forwarded agent whose last
+// bind is for a login; that bind is only a claim of where it goes.
+func (d *decider) claimOnly() bool {
+	last := len(d.hops) - 1
+	return d.r.NotHostbound && last >= 0 && !d.hops[last].fwd && !d.r.BindFailed && d.depth() >= 1
+}
+
+// openEnded: a list request whose destination is a host still to come
+// (the last hop forwards, or nothing was bound).
+func (d *decider) openEnded() bool {
+	return d.listing && (len(d.hops) == 0 || d.hops[len(d.hops)-1].fwd)
+}
+
+func (d *decider) checkNoBind() *finding {
+	if len(d.hops) > 0 || d.r.BindFailed {
+		return nil
+	}
+	if len(d.allows) > 0 {
+		f := refusal(findNoBindRestricted, d.allows[0].src+" allow")
+		f.list = &d.allows[0]
+		return f
+	}
+	return &finding{kind: findNoBindLocal, verdict: Allow, rule: d.ru.section, entry: -1, hop: -1}
+}
+
+func (d *decider) checkBindFailed() *finding {
+	if !d.r.BindFailed || len(d.allows) == 0 {
+		return nil
+	}
+	f := refusal(findBindFailed, d.allows[0].src+" allow")
+	f.list = &d.allows[0]
+	return f
+}
+
+func (d *decider) checkBindOrder() *finding {
+	for i := 0; i < len(d.hops)-1; i++ {
+		if !d.hops[i].fwd {
+			f := refusal(findBindOrder, "session-bind")
+			f.hop = i
+			return f
+		}
+	}
+	return nil
+}
+
+func (d *decider) checkRevoked() *finding {
+	for i, h := range d.hops {
+		if h.revoked != "" {
+			f := refusal(findRevoked, "known_hosts @revoked")
+			f.hop = i
+			return f
+		}
+	}
+	return nil
+}
+
+func (d *decider) checkDeny() *finding {
+	for li := range d.denies {
+		l := &d.denies[li]
+		for i := range d.hops {
+			for j, pat := range l.entries {
+				if matchAt(d.hops, i, pat, true) {
+					f := refusal(findDenied, l.rule(j))
+					f.list, f.entry, f.hop = l, j, i
+					return f
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func (d *decider) checkDepth() *finding {
+	limit, src := d.depthLimit()
+	if d.depth() <= limit {
+		return nil
+	}
+	f := refusal(findTooDeep, src+" max_forward_depth")
+	f.limit, f.src = limit, src
+	return f
+}
+
+// checkAllow: every hop must be allowed by every non-empty allow list, and
+// such a key only logs in to a bound destination. For a list on a
+// forwarded connection whose destination is still to come, some entry must
+// be able to take the next step instead.
+func (d *decider) checkAllow() *finding {
+	last := len(d.hops) - 1
+	for li := range d.allows {
+		l := &d.allows[li]
+		for i := range d.hops {
+			j := firstMatch(d.hops, i, l.entries)
+			if j < 0 {
+				f := refusal(findNotAllowed, l.src+" allow")
+				f.list, f.hop = l, i
+				return f
+			}
+			if i == last && d.destRule == "" {
+				d.destRule = l.rule(j)
+			}
+		}
+		if d.openEnded() {
+			if !d.canContinue(l) {
+				f := refusal(findNoNextHop, l.src+" allow")
+				f.list, f.hop = l, last
+				return f
+			}
+			continue
+		}
+		if !d.bound() {
+			f := refusal(findUnbound, l.src+" allow")
+			f.list, f.hop = l, last
+			return f
+		}
+	}
+	return nil
+}
+
+func firstMatch(hops []hop, i int, entries []destPattern) int {
+	for k, pat := range entries {
+		if matchAt(hops, i, pat, false) {
+			return k
+		}
+	}
+	return -1
+}
+
+// canContinue: some entry's leading parts match the path's tail (a
+// one-part entry matches any next host).
+func (d *decider) canContinue(l *list) bool {
+	last := len(d.hops) - 1
+	for _, pat := range l.entries {
+		prefix := destPattern{raw: pat.raw, parts: pat.parts[:len(pat.parts)-1]}
+		if len(prefix.parts) == 0 || last >= 0 && matchAt(d.hops, last, prefix, false) {
+			return true
+		}
+	}
+	return false
+}
+
+// checkUnknownDest: through a forwarded agent, a key without an allow list
+// logging in to a host nobody can name is unknown_destination's to decide.
+func (d *decider) checkUnknownDest() *finding {
+	if len(d.allows) > 0 || d.depth() < 1 {
+		return nil
+	}
+	if d.openEnded() && !d.r.BindFailed {
+		return nil // a list: the next host may well have a name
+	}
+	bound := d.bound()
+	if bound && d.hops[len(d.hops)-1].named() {
+		return nil
+	}
+	why := "known_hosts has no name for it"
+	switch {
+	case d.r.BindFailed:
+		why = "a session-bind on this connection failed verification"
+	case d.claimOnly():
+		why = `the login is not host-bound (a plain "publickey" signature does not name the server, so it would work on any server that accepts the key)`
+	case !bound:
+		why = "the client did not say which host it logs in to"
+	}
+	if note := d.destNote(bound); note != "" {
+		why += " (" + note + ")"
+	}
+	return &finding{kind: findUnknownDest, verdict: d.p.unknownDest, rule: "unknown_destination", entry: -1, hop: -1, why: why}
+}
+
+func (d *decider) allowed() *finding {
+	rule := d.destRule
+	if rule == "" {
+		rule = d.ru.section
+	}
+	return &finding{kind: findAllowed, verdict: Allow, rule: rule, entry: -1, hop: -1}
+}
