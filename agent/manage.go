@@ -64,6 +64,23 @@ type Status struct {
 	AuditLog     string    `json:"audit_log,omitempty"`
 	Keys         []KeyInfo `json:"keys"`
 	Notes        []string  `json:"notes,omitempty"`
+	// UnboundClients are programs that asked for login signatures
+	// without sending session-bind@openssh.com (OpenSSH before 8.9, Go's
+	// x/crypto ssh, Paramiko, PuTTY…). If such a program forwards the
+	// agent, requests from the far side look local: destination rules
+	// cannot hold for them.
+	UnboundClients []UnboundClient `json:"unbound_clients,omitempty"`
+	// RestrictedKeys counts the loaded keys with an allow list (the
+	// policy's or their own).
+	RestrictedKeys int `json:"restricted_keys,omitempty"`
+}
+
+// UnboundClient is one program that signed logins without a session-bind.
+type UnboundClient struct {
+	Exe      string    `json:"exe"`
+	Process  string    `json:"process"` // the last process chain seen
+	Logins   int       `json:"logins"`
+	LastSeen time.Time `json:"last_seen"`
 }
 
 // StatusInfo is what the agent cannot know by itself, given by `serve`.
@@ -122,10 +139,15 @@ func (s *Server) Status() Status {
 		}
 	}
 	if !st.Locked {
+		pol := s.policy()
 		for _, id := range s.keys.list(s.now()) {
 			st.Keys = append(st.Keys, s.keyInfo(id))
+			if pol.HasAllowList(policy.Key{Fingerprint: id.Fingerprint, Comment: id.Comment, Type: id.Type()}, policySettings(id)) {
+				st.RestrictedKeys++
+			}
 		}
 	}
+	st.UnboundClients = s.unbound.list()
 	return st
 }
 

@@ -112,6 +112,9 @@ func (a *connAgent) stepClassify(r *signRequest) {
 	// A login that names another key, or an algorithm this key cannot
 	// sign, is not a login (as OpenSSH's parse_userauth_request).
 	r.what = ClassifySignDataForKey(r.data, r.id.Public)
+	if r.what.Kind == SignLogin && len(r.hops) == 0 && !r.bindFailed {
+		a.srv.unbound.seen(a.peer, a.srv.now())
+	}
 }
 
 // stepDecide applies, in order, every source of restriction; each can

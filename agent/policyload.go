@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,7 +18,9 @@ import (
 )
 
 // PolicyHolder holds the policy in force and reloads it: on SIGHUP and
-// when the file changes. A broken file keeps the last good policy.
+// when the file, or one of the known_hosts files it reads, changes (a new
+// @revoked line must apply at once). A broken file keeps the last good
+// policy.
 type PolicyHolder struct {
 	path     string
 	explicit bool // named by --policy or SAFE_AGENT_POLICY: must exist
@@ -27,7 +30,37 @@ type PolicyHolder struct {
 
 	mu      sync.Mutex
 	stamp   fileStamp
+	hosts   []pathStamp // the known_hosts files the policy in force read
 	lastErr error
+}
+
+type pathStamp struct {
+	path  string
+	stamp fileStamp
+}
+
+func stampsOf(paths []string) []pathStamp {
+	out := make([]pathStamp, len(paths))
+	for i, p := range paths {
+		out[i] = pathStamp{p, stampOf(p)}
+	}
+	return out
+}
+
+// changed names the first watched file that changed since the last load,
+// or "".
+func (h *PolicyHolder) changed() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if stampOf(h.path) != h.stamp {
+		return h.path
+	}
+	for _, ps := range h.hosts {
+		if stampOf(ps.path) != ps.stamp {
+			return ps.path
+		}
+	}
+	return ""
 }
 
 type fileStamp struct {
@@ -70,6 +103,7 @@ func NewPolicyHolder(path string, explicit bool, log *slog.Logger, a *audit.Log)
 		return nil, err
 	}
 	h.cur.Store(p)
+	h.hosts = stampsOf(p.KnownHostsFiles())
 	releaseLoadGarbage()
 	h.record(audit.Record{Event: "policy-load", Detail: h.describe()})
 	return h, nil
@@ -100,14 +134,21 @@ func (h *PolicyHolder) Reload(why string) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.stamp = stampOf(h.path)
+	// Stamped before reading, so a change during the load is seen next time.
+	hosts := stampsOf(h.cur.Load().KnownHostsFiles())
 	p, err := LoadPolicyFile(h.path, h.explicit)
 	if err != nil {
+		h.hosts = hosts
 		h.lastErr = err
 		h.log.Error("policy reload failed; the last good policy stays in force", "trigger", why, "err", err)
 		h.record(audit.Record{Event: "policy-reload-failed", Reason: err.Error(), Detail: h.path})
 		return fmt.Errorf("reload policy: %w", err)
 	}
 	h.lastErr = nil
+	if !slices.Equal(p.KnownHostsFiles(), h.cur.Load().KnownHostsFiles()) {
+		hosts = stampsOf(p.KnownHostsFiles())
+	}
+	h.hosts = hosts
 	h.cur.Store(p)
 	releaseLoadGarbage()
 	h.log.Info("policy reloaded", "trigger", why, "path", h.describe())
@@ -124,9 +165,9 @@ func (h *PolicyHolder) record(r audit.Record) {
 	}
 }
 
-// Watch polls the file (every interval) and reloads when it changes,
-// until ctx ends. Polling needs no extra dependency and catches editors
-// that replace the file by rename.
+// Watch polls the policy file and its known_hosts files (every interval)
+// and reloads when one changes, until ctx ends. Polling needs no extra
+// dependency and catches editors that replace a file by rename.
 func (h *PolicyHolder) Watch(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -136,12 +177,12 @@ func (h *PolicyHolder) Watch(ctx context.Context, interval time.Duration) {
 			return
 		case <-t.C:
 		}
-		st := stampOf(h.path)
-		h.mu.Lock()
-		changed := st != h.stamp
-		h.mu.Unlock()
-		if changed {
-			_ = h.Reload("file changed")
+		if f := h.changed(); f != "" {
+			why := "file changed"
+			if f != h.path {
+				why = "known_hosts file changed: " + f
+			}
+			_ = h.Reload(why)
 		}
 	}
 }

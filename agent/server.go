@@ -98,7 +98,8 @@ type Server struct {
 
 	lim      connLimits
 	refusals refusalLog
-	budgets  auditBudgets // what forwarded paths may write to the audit log
+	budgets  auditBudgets   // what forwarded paths may write to the audit log
+	unbound  unboundClients // programs that sign logins without session-bind
 
 	mu        sync.Mutex
 	conns     map[*serverConn]struct{}

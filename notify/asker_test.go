@@ -245,7 +245,7 @@ func TestAskerCooldownNoticeAndReason(t *testing.T) {
 	if ans.Outcome != OutcomeCooldown || !errors.Is(ans.Err, ErrCooldown) {
 		t.Fatalf("answer %+v, want cooldown", ans)
 	}
-	if want := "too many unanswered or refused prompts for this key and path; asking again after 12:02:00"; ans.Err.Error() != want {
+	if want := "too many unanswered or refused prompts for this key, path and program; asking again after 12:02:00"; ans.Err.Error() != want {
 		t.Errorf("reason %q, want %q", ans.Err, want)
 	}
 	want := [2]string{`safe-agent stopped asking about key "comment-SHA256:k" (SHA256:k)`,
@@ -254,4 +254,251 @@ func TestAskerCooldownNoticeAndReason(t *testing.T) {
 	if got := n.list(); len(got) != 1 || got[0] != want {
 		t.Errorf("notifications %q\nwant [%q]", got, want)
 	}
+}
+
+// gate is a Confirmer that holds each prompt until the test answers it,
+// and says which prompt is showing.
+type gate struct {
+	shown  chan string // the text of each prompt as it appears
+	answer chan bool   // the person's answer to the prompt showing
+}
+
+func newGate() *gate { return &gate{shown: make(chan string, 16), answer: make(chan bool)} }
+
+func (g *gate) Confirm(ctx context.Context, text string) (bool, error) {
+	g.shown <- text
+	select {
+	case yes := <-g.answer:
+		return yes, nil
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+}
+
+// next waits for the next prompt and returns its purpose line.
+func (g *gate) next(t *testing.T) string {
+	t.Helper()
+	select {
+	case text := <-g.shown:
+		for _, l := range strings.Split(text, "\n") {
+			if p, ok := strings.CutPrefix(l, "To: "); ok {
+				return p
+			}
+		}
+		t.Fatalf("prompt without a purpose line: %q", text)
+	case <-time.After(5 * time.Second):
+		t.Fatal("no prompt shown")
+	}
+	return ""
+}
+
+// queued is how many questions wait behind the prompt showing.
+func (a *Asker) queued() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.queue)
+}
+
+func waitQueued(t *testing.T, a *Asker, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for a.queued() != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d questions queued, want %d", a.queued(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// remoteQ is a question through the forwarded path via, as the agent
+// builds it.
+func remoteQ(key, purpose, via string) Question {
+	q := question(key, purpose, via+" (forwarded)", 0)
+	q.Remote, q.RemotePath = true, "forwarded "+via
+	return q
+}
+
+func goAsk(a *Asker, q Question) <-chan Answer {
+	ch := make(chan Answer, 1)
+	go func() { ch <- a.Ask(context.Background(), q) }()
+	return ch
+}
+
+func mustAnswer(t *testing.T, ch <-chan Answer, want Outcome) Answer {
+	t.Helper()
+	select {
+	case ans := <-ch:
+		if ans.Outcome != want {
+			t.Fatalf("outcome %q (err %v), want %q", ans.Outcome, ans.Err, want)
+		}
+		return ans
+	case <-time.After(5 * time.Second):
+		t.Fatalf("no answer, want %q", want)
+	}
+	return Answer{}
+}
+
+// Local questions are asked before forwarded ones that waited longer;
+// the prompt showing is not taken down for them.
+func TestAskerLocalBeforeRemote(t *testing.T) {
+	g := newGate()
+	a := NewAsker(g, AskerOptions{})
+	first := goAsk(a, remoteQ("SHA256:k", "remote-1", "jump1"))
+	if got := g.next(t); got != "remote-1" {
+		t.Fatalf("first prompt %q", got)
+	}
+	r2 := goAsk(a, remoteQ("SHA256:k", "remote-2", "jump2"))
+	waitQueued(t, a, 1)
+	l1 := goAsk(a, question("SHA256:k", "local-1", "here", 0))
+	waitQueued(t, a, 2)
+	r3 := goAsk(a, remoteQ("SHA256:k", "remote-3", "jump3"))
+	waitQueued(t, a, 3)
+	l2 := goAsk(a, question("SHA256:k", "local-2", "here", 0))
+	waitQueued(t, a, 4)
+
+	g.answer <- false
+	mustAnswer(t, first, OutcomeNo)
+	var order []string
+	for _, ch := range []<-chan Answer{l1, l2, r2, r3} {
+		order = append(order, g.next(t))
+		g.answer <- true
+		_ = ch
+	}
+	if got, want := strings.Join(order, " "), "local-1 local-2 remote-2 remote-3"; got != want {
+		t.Errorf("prompts shown in the order %s, want %s", got, want)
+	}
+	for _, ch := range []<-chan Answer{l1, l2, r2, r3} {
+		mustAnswer(t, ch, OutcomeYes)
+	}
+}
+
+// A forwarded path holds one prompt at a time: another question on it is
+// refused at once (an identical one shares the prompt); other paths and
+// local questions still queue; the path is free again once its prompt is
+// answered or its asker leaves.
+func TestAskerOnePromptPerRemotePath(t *testing.T) {
+	g := newGate()
+	a := NewAsker(g, AskerOptions{})
+	blocker := goAsk(a, question("SHA256:k", "local-0", "here", 0))
+	g.next(t)
+
+	waiting := goAsk(a, remoteQ("SHA256:k", "remote-1", "jump"))
+	waitQueued(t, a, 1)
+	twin := goAsk(a, remoteQ("SHA256:k", "remote-1", "jump")) // identical: shares
+	start := time.Now()
+	busy := a.Ask(context.Background(), remoteQ("SHA256:k", "remote-2", "jump"))
+	if busy.Outcome != OutcomeBusy || !errors.Is(busy.Err, ErrPathBusy) || busy.Yes {
+		t.Fatalf("second question on a path with a prompt waiting: %+v, want busy", busy)
+	}
+	if busy.Err.Error() != "a prompt for this path is already waiting" {
+		t.Errorf("reason %q", busy.Err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("busy answer took %v: it must not wait", d)
+	}
+	other := goAsk(a, remoteQ("SHA256:k", "remote-other", "jump2"))
+	local := goAsk(a, question("SHA256:k2", "local-1", "here", 0))
+	waitQueued(t, a, 3)
+
+	g.answer <- true
+	mustAnswer(t, blocker, OutcomeYes)
+	for _, want := range []string{"local-1", "remote-1"} {
+		if got := g.next(t); got != want {
+			t.Fatalf("prompt %q, want %q", got, want)
+		}
+		if want == "remote-1" {
+			// Showing counts as waiting, too.
+			if ans := a.Ask(context.Background(), remoteQ("SHA256:k", "remote-3", "jump")); ans.Outcome != OutcomeBusy {
+				t.Fatalf("question on a path whose prompt is showing: %q, want busy", ans.Outcome)
+			}
+		}
+		g.answer <- true
+	}
+	mustAnswer(t, local, OutcomeYes)
+	mustAnswer(t, waiting, OutcomeYes)
+	if ans := mustAnswer(t, twin, OutcomeYes); !ans.Shared {
+		t.Error("identical question did not share the prompt")
+	}
+	if got := g.next(t); got != "remote-other" {
+		t.Fatalf("prompt %q, want remote-other", got)
+	}
+	g.answer <- false
+	mustAnswer(t, other, OutcomeNo)
+
+	// Answered: the path takes a question again.
+	again := goAsk(a, remoteQ("SHA256:k", "remote-4", "jump"))
+	if got := g.next(t); got != "remote-4" {
+		t.Fatalf("prompt %q, want remote-4", got)
+	}
+	g.answer <- true
+	mustAnswer(t, again, OutcomeYes)
+
+	// A queued question whose asker left frees its path.
+	blocker = goAsk(a, question("SHA256:k", "local-5", "here", 0))
+	g.next(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	left := make(chan Answer, 1)
+	go func() { left <- a.Ask(ctx, remoteQ("SHA256:k", "remote-5", "jump")) }()
+	waitQueued(t, a, 1)
+	cancel()
+	mustAnswer(t, left, OutcomeCancelled)
+	waitQueued(t, a, 0)
+	next := goAsk(a, remoteQ("SHA256:k", "remote-6", "jump"))
+	waitQueued(t, a, 1)
+	g.answer <- true
+	mustAnswer(t, blocker, OutcomeYes)
+	if got := g.next(t); got != "remote-6" {
+		t.Fatalf("prompt %q, want remote-6", got)
+	}
+	g.answer <- true
+	mustAnswer(t, next, OutcomeYes)
+}
+
+// Fatigue counts by key, fatigue scope (path and program) and origin:
+// refusals a forwarded client provokes never cool down local use, nor
+// another program's use of the same path.
+func TestAskerFatigueScopedByClientAndOrigin(t *testing.T) {
+	c := &scripted{}
+	clock := &fakeClock{t: time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)}
+	a := NewAsker(c, AskerOptions{Now: clock.Now})
+	ask := func(q Question, r *reply, want Outcome) {
+		t.Helper()
+		before := c.prompts()
+		if r != nil {
+			c.mu.Lock()
+			c.replies = append(c.replies, *r)
+			c.mu.Unlock()
+		}
+		ans := a.Ask(context.Background(), q)
+		if ans.Outcome != want {
+			t.Fatalf("outcome %q (err %v), want %q", ans.Outcome, ans.Err, want)
+		}
+		if shown := c.prompts() - before; shown != map[bool]int{true: 1}[r != nil] {
+			t.Fatalf("%d prompts shown", shown)
+		}
+	}
+	attacker := remoteQ("SHA256:k", "login", "jump")
+	attacker.FatigueScope = "here → jump (forwarded)\x00ssh"
+	for range 3 {
+		ask(attacker, sayNo, OutcomeNo)
+	}
+	ask(attacker, nil, OutcomeCooldown)
+
+	// The same scope string asked locally: a different origin.
+	local := question("SHA256:k", "login", "here", 0)
+	local.FatigueScope = attacker.FatigueScope
+	ask(local, sayYes, OutcomeYes)
+	// Another program through the same path.
+	git := remoteQ("SHA256:k", "login", "jump")
+	git.FatigueScope = "here → jump (forwarded)\x00git"
+	ask(git, sayYes, OutcomeYes)
+
+	// Once the forwarded cooldown is over, local refusals cool down local
+	// use only.
+	clock.Add(time.Minute)
+	for range 3 {
+		ask(local, sayNo, OutcomeNo)
+	}
+	ask(local, nil, OutcomeCooldown)
+	ask(attacker, sayYes, OutcomeYes)
 }

@@ -5,7 +5,9 @@ package notify
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
+	"html"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -209,23 +211,7 @@ func TestDesktopNotification(t *testing.T) {
 		notificationChild(t, dir)
 		return
 	}
-	runSession := needProgram(t, "dbus-run-session", "dbus-daemon")
-	needProgram(t, "dbus-monitor", "dbus-bin")
-	needProgram(t, "dbus-send", "dbus-bin")
-	needProgram(t, "dunst", "dunst")
-	needProgram(t, "Xvfb", "xvfb")
-	dir := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, runSession, "--", os.Args[0], "-test.run=^TestDesktopNotification$", "-test.v", "-test.count=1")
-	cmd.Env = append(os.Environ(), "SAFE_AGENT_NOTIFY_CHILD="+dir, "XDG_RUNTIME_DIR="+dir, "HOME="+dir)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("notification test under dbus-run-session: %v\n%s", err, out)
-	}
-	if !strings.Contains(string(out), "--- PASS: TestDesktopNotification") {
-		t.Fatalf("child test did not pass:\n%s", out)
-	}
+	dir := inSessionBus(t, "TestDesktopNotification")
 	monitor, err := os.ReadFile(filepath.Join(dir, "monitor.log"))
 	if err != nil {
 		t.Fatal(err)
@@ -251,6 +237,34 @@ func TestDesktopNotification(t *testing.T) {
 	}
 }
 
+// inSessionBus runs the test named name again in a child process under a
+// private session bus (dbus-run-session), with SAFE_AGENT_NOTIFY_CHILD set
+// to a fresh directory (also its HOME and XDG_RUNTIME_DIR), so that the
+// bus, beeep's connection to it and dunst are the test's own. It fails
+// unless the child passes, and returns the directory.
+func inSessionBus(t *testing.T, name string) string {
+	t.Helper()
+	runSession := needProgram(t, "dbus-run-session", "dbus-daemon")
+	needProgram(t, "dbus-monitor", "dbus-bin")
+	needProgram(t, "dbus-send", "dbus-bin")
+	needProgram(t, "dunst", "dunst")
+	needProgram(t, "Xvfb", "xvfb")
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, runSession, "--", os.Args[0], "-test.run=^"+name+"$", "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), "SAFE_AGENT_NOTIFY_CHILD="+dir, "XDG_RUNTIME_DIR="+dir, "HOME="+dir)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s under dbus-run-session: %v\n%s", name, err, out)
+	}
+	if !strings.Contains(string(out), "--- PASS: "+name) {
+		t.Fatalf("child test did not pass:\n%s", out)
+	}
+	t.Logf("child:\n%s", out)
+	return dir
+}
+
 // notifyCall cuts the first Notify method call out of dbus-monitor's log.
 func notifyCall(log string) string {
 	i := strings.Index(log, "member=Notify\n")
@@ -269,27 +283,13 @@ func notifyCall(log string) string {
 
 func notificationChild(t *testing.T, dir string) {
 	display := startXvfb(t)
-	start := func(name string, stdout *os.File, args ...string) {
-		cmd := exec.Command(name, args...)
-		cmd.Env = append(os.Environ(), "DISPLAY="+display)
-		cmd.Stdout = stdout
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("start %s: %v", name, err)
-		}
-		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	}
 	log, err := os.Create(filepath.Join(dir, "monitor.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer log.Close()
-	start("dbus-monitor", log, "interface='org.freedesktop.Notifications'")
-	start("dunst", nil)
-	waitFor(t, "dunst on the bus", func() bool {
-		out, err := exec.Command("dbus-send", "--session", "--print-reply", "--dest=org.freedesktop.DBus", "/org/freedesktop/DBus",
-			"org.freedesktop.DBus.NameHasOwner", "string:org.freedesktop.Notifications").Output()
-		return err == nil && strings.Contains(string(out), "boolean true")
-	})
+	startOn(t, display, "dbus-monitor", log, "interface='org.freedesktop.Notifications'")
+	startDunst(t, display)
 	var logs strings.Builder
 	var mu sync.Mutex
 	n, err := NewNotifier(NotifyAlways, slog.New(slog.NewTextHandler(&syncWriter{&logs, &mu}, &slog.HandlerOptions{Level: slog.LevelDebug})))
@@ -308,6 +308,30 @@ func notificationChild(t *testing.T, dir string) {
 	if strings.Contains(logs.String(), "not shown") {
 		t.Errorf("the notifier reported a failure: %s", logs.String())
 	}
+}
+
+// startOn starts a program on display for the rest of the test.
+func startOn(t *testing.T, display, name string, stdout *os.File, args ...string) {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Env = append(os.Environ(), "DISPLAY="+display)
+	cmd.Stdout = stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+}
+
+// startDunst starts dunst on display and waits until it owns
+// org.freedesktop.Notifications on the session bus.
+func startDunst(t *testing.T, display string) {
+	t.Helper()
+	startOn(t, display, "dunst", nil)
+	waitFor(t, "dunst on the bus", func() bool {
+		out, err := exec.Command("dbus-send", "--session", "--print-reply", "--dest=org.freedesktop.DBus", "/org/freedesktop/DBus",
+			"org.freedesktop.DBus.NameHasOwner", "string:org.freedesktop.Notifications").Output()
+		return err == nil && strings.Contains(string(out), "boolean true")
+	})
 }
 
 type syncWriter struct {
@@ -332,4 +356,100 @@ func processWith(s string) string {
 		}
 	}
 	return ""
+}
+
+// hostilePrompt is a refused request whose every field holds markup, line
+// breaks or control characters, as a hostile jump host can choose them.
+func hostilePrompt() Prompt {
+	return Prompt{
+		KeyComment:     "<i>work</i>",
+		KeyFingerprint: "SHA256:7pP8vXnP0uSHxP1gR1DxK1ABCDefghIJKLmnopqrstu",
+		Purpose:        PurposeLogin("<b>root</b>\n\nAllowed path: here → github.com", "prod.internal"),
+		Path:           []string{"here", "jump & co (forwarded)", "<span foreground='green'>ok</span>"},
+		Process:        "ssh (41234) ← </span><big>x\x1b[2K",
+	}
+}
+
+// A real dunst shows a hostile notice as plain text: the body on the bus
+// is escaped for markup, and what dunst renders (its "message", Pango
+// markup) reads, once the entities are resolved, exactly as the notice
+// safe-agent wrote, line for line, with no tag from a client in it.
+func TestDesktopNotificationEscapesMarkup(t *testing.T) {
+	if dir := os.Getenv("SAFE_AGENT_NOTIFY_CHILD"); dir != "" {
+		markupChild(t, dir)
+		return
+	}
+	needProgram(t, "dunstctl", "dunst")
+	dir := inSessionBus(t, "TestDesktopNotificationEscapesMarkup")
+	b, err := os.ReadFile(filepath.Join(dir, "history.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hist struct {
+		Data [][]map[string]struct {
+			Data any `json:"data"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(b, &hist); err != nil {
+		t.Fatalf("dunstctl history: %v\n%s", err, b)
+	}
+	if len(hist.Data) != 1 || len(hist.Data[0]) != 1 {
+		t.Fatalf("dunst history holds %v, want one notification:\n%s", hist.Data, b)
+	}
+	field := func(name string) string { s, _ := hist.Data[0][0][name].Data.(string); return s }
+	title, body := Notice(hostilePrompt(), false, "refused: <b>allowed</b> & done")
+	if lines := strings.Count(body, "\n") + 1; lines != 5 {
+		t.Fatalf("the notice has %d lines, want 5 (Key, To, Path, By, Why):\n%s", lines, body)
+	}
+	if got := field("appname"); got != "safe-agent" {
+		t.Errorf("appname = %q", got)
+	}
+	if got := field("summary"); got != title {
+		t.Errorf("summary = %q, want the title as is: %q", got, title)
+	}
+	if got, want := field("body"), escapeMarkup(body); got != want {
+		t.Errorf("body on the bus:\n%s\n--- want:\n%s", got, want)
+	}
+	// dunst's default format is "<b>%s</b>\n%b": summary (which it escapes
+	// itself), then the body as markup.
+	msg := field("message")
+	_, shownBody, ok := strings.Cut(msg, "\n")
+	if !ok || strings.ContainsAny(shownBody, "<>") {
+		t.Fatalf("dunst renders markup from the body: %q", msg)
+	}
+	if got := html.UnescapeString(shownBody); got != body {
+		t.Errorf("dunst shows:\n%s\n--- want:\n%s", got, body)
+	}
+	t.Logf("dunst message: %q", msg)
+}
+
+func markupChild(t *testing.T, dir string) {
+	display := startXvfb(t)
+	startDunst(t, display)
+	n, err := NewNotifier(NotifyAlways, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Notify(Notice(hostilePrompt(), false, "refused: <b>allowed</b> & done"))
+	n.Close()
+	waitFor(t, "dunst to show the notification", func() bool {
+		out, err := exec.Command("dunstctl", "count", "displayed").Output()
+		return err == nil && strings.TrimSpace(string(out)) == "1"
+	})
+	shot := filepath.Join(artifactDir(t), "notification-markup.png")
+	if out, err := x(t, display, "import", "-window", "root", shot); err != nil {
+		t.Errorf("screenshot: %v %s", err, out)
+	}
+	t.Logf("screenshot: %s", shot)
+	if out, err := exec.Command("dunstctl", "close-all").CombinedOutput(); err != nil {
+		t.Fatalf("dunstctl close-all: %v %s", err, out)
+	}
+	var hist []byte
+	waitFor(t, "the notification in dunst's history", func() bool {
+		hist, err = exec.Command("dunstctl", "history").Output()
+		return err == nil && strings.Contains(string(hist), `"safe-agent"`)
+	})
+	if err := os.WriteFile(filepath.Join(dir, "history.json"), hist, 0o600); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -99,7 +99,7 @@ func TestPromptTextEscapesHostileFields(t *testing.T) {
 		`Allow use of key "work\" (SHA256:fake)" (` + testFP + `)?`,
 		``,
 		`To: log in as "root\nPath: here" on db.internal`,
-		`Path: here → evil\u202etxt.exe → a\u0000b`,
+		`Path: here → evil\u202etxt.exe → a\x00b`,
 		`By: ssh\n\nTo: sign a git commit or tag`,
 		`Asked because: x\u2028y`,
 		``,

@@ -567,3 +567,9 @@ func (p *Policy) Visible(r Request) (bool, Decision) {
 	}
 	return false, d.explain(f)
 }
+
+// HasAllowList reports whether a key's use is limited to allow-listed
+// destinations, by the policy file or by its own settings.
+func (p *Policy) HasAllowList(k Key, s Settings) bool {
+	return len(p.ruleFor(k).allow) > 0 || len(s.Allow) > 0
+}

@@ -193,7 +193,7 @@ func checkLines(out string) map[string]string {
 	return m
 }
 
-var doctorChecks = []string{"agent", "OpenSSH", "known_hosts", "keyring", "prompt", "memory", "audit log", "policy"}
+var doctorChecks = []string{"agent", "OpenSSH", "clients", "known_hosts", "keyring", "prompt", "memory", "audit log", "policy"}
 
 // TestDoctor: on a healthy set-up doctor exits 0 with every check ok; for
 // each check, a set-up that breaks exactly that one makes doctor print the

@@ -243,7 +243,10 @@ func (t *auditTable) line(cells []string) string {
 		}
 		c = cut(c, auditMaxWidths[i])
 		b.WriteString(c)
-		b.WriteString(strings.Repeat(" ", t.widths[i]-utf8.RuneCountInString(c)+2))
+		// A row printed by --follow may be wider than the first batch
+		// made the column: it then pushes the next column right (a
+		// negative count would panic).
+		b.WriteString(strings.Repeat(" ", max(t.widths[i]-utf8.RuneCountInString(c), 0)+2))
 	}
 	return strings.TrimRight(b.String(), " ") + "\n"
 }

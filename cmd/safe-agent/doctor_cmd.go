@@ -138,6 +138,7 @@ func runDoctor(ctx context.Context, env doctorEnv, out io.Writer) error {
 	results := []checkResult{
 		agentRes,
 		checkOpenSSH(env),
+		checkUnboundClients(st),
 		checkKnownHosts(pol, policyPathName, st),
 		checkKeyring(ctx, env, st),
 		checkPrompt(env, pol),
