@@ -338,11 +338,22 @@ func TestIdleTimeout(t *testing.T) {
 	if _, err := stalled.Write([]byte{0, 0, 0, 100, 11}); err != nil {
 		t.Fatal(err)
 	}
-	busy := ltDial(t, sock)
-	busyAg := sshagent.NewClient(busy)
+	// A request waiting a second on a prompt is not idleness.
+	busyAg := sshagent.NewClient(ltDial(t, sock))
 	if err := busyAg.Add(sshagent.AddedKey{PrivateKey: k, ConfirmBeforeUse: true}); err != nil {
 		t.Fatal(err)
 	}
+	signed := make(chan error, 1)
+	go func() {
+		sig, err := busyAg.Sign(pub, []byte("data"))
+		if err == nil {
+			err = pub.Verify([]byte("data"), sig)
+		}
+		if err == nil {
+			_, err = busyAg.List()
+		}
+		signed <- err
+	}()
 	start := time.Now()
 	for _, c := range []net.Conn{silent, stalled} {
 		c.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -363,16 +374,8 @@ func TestIdleTimeout(t *testing.T) {
 		time.Sleep(idle / 3)
 	}
 
-	// A request waiting a second on a prompt is not idleness.
-	sig, err := busyAg.Sign(pub, []byte("data"))
-	if err != nil {
-		t.Fatalf("sign through a prompt longer than the idle timeout: %v", err)
-	}
-	if err := pub.Verify([]byte("data"), sig); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := busyAg.List(); err != nil {
-		t.Fatalf("connection closed right after its prompt: %v", err)
+	if err := <-signed; err != nil {
+		t.Fatalf("sign through a prompt longer than the idle timeout, then list: %v", err)
 	}
 
 	if n := strings.Count(logs.String(), "connection closed: idle"); n < 2 {
