@@ -48,6 +48,9 @@ type SignData struct {
 	SessionID []byte
 	HostKey   ssh.PublicKey // MethodPublicKeyHostbound only: the server's host key
 	KeyBlob   []byte        // the user key named inside the login request
+	// Cert is that key when it is a certificate (the certificate may be
+	// of the signing key: see loginNamesKey).
+	Cert *ssh.Certificate
 
 	// SSHSIG fields.
 	Namespace string
@@ -115,7 +118,9 @@ func parseLogin(data []byte) (SignData, bool) {
 		w.Service != "ssh-connection" || hasNUL(w.User, w.Service, w.Method, w.Alg) {
 		return SignData{}, false
 	}
-	if _, err := ssh.ParsePublicKey(w.KeyBlob); err != nil {
+	// Parsed keys alias their input; the caller may zero data.
+	named, err := ssh.ParsePublicKey(bytes.Clone(w.KeyBlob))
+	if err != nil {
 		return SignData{}, false
 	}
 	sd := SignData{
@@ -127,6 +132,7 @@ func parseLogin(data []byte) (SignData, bool) {
 		SessionID: bytes.Clone(w.SessionID),
 		KeyBlob:   bytes.Clone(w.KeyBlob),
 	}
+	sd.Cert, _ = named.(*ssh.Certificate)
 	switch w.Method {
 	case MethodPublicKey:
 		if len(w.Rest) != 0 {
@@ -137,7 +143,6 @@ func parseLogin(data []byte) (SignData, bool) {
 		if err := ssh.Unmarshal(w.Rest, &hb); err != nil {
 			return SignData{}, false
 		}
-		// Parsed keys alias their input; the caller may zero data.
 		hk, err := ssh.ParsePublicKey(bytes.Clone(hb.HostKey))
 		if err != nil {
 			return SignData{}, false
@@ -181,19 +186,31 @@ var loginAlgs = map[string][]string{
 // loginNamesKey is OpenSSH's expected_key check: the login's key is the
 // signing key and its algorithm suits that key. (OpenSSH compares key
 // types only, so an ECDSA login naming another curve passes there; not
-// here.)
+// here.) One addition: a login that names a user certificate of exactly
+// the signing key is a login for that key. ssh does this when the
+// certificate is a file (CertificateFile, KEY-cert.pub beside -i KEY) or
+// when the agent holds the key both plain and certified: the sign request
+// names the plain key, the login names the certificate. OpenSSH's agent
+// signs such data as unidentified; safe-agent must know it is a login to
+// apply its rules.
 func loginNamesKey(sd SignData, key ssh.PublicKey) bool {
 	if key == nil {
 		return false
 	}
 	named, err := ssh.ParsePublicKey(sd.KeyBlob)
-	if err != nil || !hopKeyEqual(named, key) {
+	if err != nil {
 		return false
 	}
-	if algs, ok := loginAlgs[key.Type()]; ok {
+	if !hopKeyEqual(named, key) {
+		cert, ok := named.(*ssh.Certificate)
+		if _, keyIsCert := key.(*ssh.Certificate); !ok || keyIsCert || cert.CertType != ssh.UserCert || !hopKeyEqual(cert.Key, key) {
+			return false
+		}
+	}
+	if algs, ok := loginAlgs[named.Type()]; ok {
 		return slices.Contains(algs, sd.Alg)
 	}
-	return sd.Alg == key.Type()
+	return sd.Alg == named.Type()
 }
 
 // CheckLoginBinding refuses a login that is not bound to the connection's

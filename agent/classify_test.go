@@ -153,6 +153,49 @@ func TestClassifySignDataForKey(t *testing.T) {
 	if got := ClassifySignDataForKey(ssh.Marshal(l), userCert); got.Kind != SignLogin {
 		t.Errorf("RSA certificate login with %s: kind %d, want login", l.Alg, got.Kind)
 	}
+
+	// The certificate as a file: the agent signs with the plain key, the
+	// login names the certificate of exactly that key.
+	cert := func(key string, typ uint32) *ssh.Certificate {
+		c := &ssh.Certificate{Key: btKey(t, key).PublicKey(), CertType: typ, KeyId: key, ValidBefore: ssh.CertTimeInfinity}
+		if err := c.SignCert(randReader{}, btKey(t, "ca")); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	naming := func(c *ssh.Certificate, alg string) []byte {
+		l := ctGoodLogin(t, true)
+		l.KeyBlob, l.Alg = c.Marshal(), alg
+		return ssh.Marshal(l)
+	}
+	for _, tc := range []struct {
+		name string
+		data []byte
+		key  ssh.PublicKey
+		want SignKind
+	}{
+		{"plain key, login names its certificate", naming(cert("user", ssh.UserCert), ssh.CertAlgoED25519v01), btKey(t, "user").PublicKey(), SignLogin},
+		{"plain rsa key, login names its certificate with rsa-sha2-256", naming(cert("rsa", ssh.UserCert), ssh.CertAlgoRSASHA256v01), btKey(t, "rsa").PublicKey(), SignLogin},
+		{"plain key, certificate of another key", naming(cert("jump", ssh.UserCert), ssh.CertAlgoED25519v01), btKey(t, "user").PublicKey(), SignOpaque},
+		{"plain key, a host certificate of it", naming(cert("user", ssh.HostCert), ssh.CertAlgoED25519v01), btKey(t, "user").PublicKey(), SignOpaque},
+		{"plain key, certificate with the plain algorithm", naming(cert("user", ssh.UserCert), ssh.KeyAlgoED25519), btKey(t, "user").PublicKey(), SignOpaque},
+		{"certificate in the agent, login names another certificate of the key", naming(cert("user", ssh.UserCert), ssh.CertAlgoED25519v01), func() *ssh.Certificate {
+			c := cert("user", ssh.UserCert)
+			c.KeyId = "another"
+			c.SignCert(randReader{}, btKey(t, "ca"))
+			return c
+		}(), SignOpaque},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := ClassifySignDataForKey(tc.data, tc.key)
+			if got.Kind != tc.want {
+				t.Fatalf("kind = %s, want %s", ctString(got), ctString(SignData{Kind: tc.want}))
+			}
+			if got.Kind == SignLogin && got.Cert == nil {
+				t.Errorf("the login's certificate is not kept")
+			}
+		})
+	}
 }
 
 // randReader is a deterministic reader: certificate nonces need no entropy

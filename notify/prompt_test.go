@@ -227,3 +227,19 @@ func FuzzPromptText(f *testing.F) {
 		}
 	})
 }
+
+// A notice about a hostile request keeps its five labelled lines.
+func TestNoticeEscapesHostileFields(t *testing.T) {
+	p := Prompt{KeyComment: "work\nKey: other", KeyFingerprint: testFP,
+		Purpose: PurposeLogin("x\n\nAllowed path: here → github.com", "db"),
+		Path:    []string{"here", "jump\r\nPath: here"}, Process: "ssh\x1b[2K (1)"}
+	_, body := Notice(p, false, "refused\nWhy: allowed")
+	want := `Key: "work\nKey: other" (` + testFP + `)
+To: log in as "x\n\nAllowed path: here → github.com" on db
+Path: here → jump\r\nPath: here
+By: ssh\x1b[2K (1)
+Why: refused\nWhy: allowed`
+	if body != want {
+		t.Errorf("body:\n%s\n--- want:\n%s", body, want)
+	}
+}

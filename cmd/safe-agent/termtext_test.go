@@ -202,3 +202,20 @@ func TestSlogTextHandlerQuotesControlCharacters(t *testing.T) {
 		}
 	}
 }
+
+// policy explain's reason quotes the user, namespace and key it is given,
+// and its notes the host names (pasted, perhaps, from an audit record).
+func TestPolicyExplainEscapes(t *testing.T) {
+	_, file := policyFixture(t)
+	out, _, code := runPolicyCLI(t, "policy", "explain", "--policy", file, "--key", "work-laptop",
+		"--path", "jump.example>db\x1b[2K", "--user", hostileUser)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	assertTerminalSafe(t, "policy explain", out)
+	for _, want := range []string{"log in as " + hostileUserEsc, `note: db\x1b[2K is not in known_hosts`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("policy explain lacks %q:\n%s", want, out)
+		}
+	}
+}
