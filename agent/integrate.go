@@ -22,7 +22,7 @@ func (s *Server) policy() *policy.Policy {
 // policyRequest describes a sign request to the policy engine.
 func (a *connAgent) policyRequest(r *signRequest) policy.Request {
 	req := policy.Request{
-		Key:        policy.Key{Fingerprint: r.id.Fingerprint, Comment: r.id.Comment, Type: r.id.Type()},
+		Key:        policyKey(r.id, r.what.Cert),
 		Settings:   policySettings(r.id),
 		Hops:       policyHops(r.hops),
 		BindFailed: r.bindFailed,
@@ -42,6 +42,23 @@ func (a *connAgent) policyRequest(r *signRequest) policy.Request {
 		req.Purpose = policy.PurposeOpaque
 	}
 	return req
+}
+
+// policyKey describes a key to the policy, with the user certificate it
+// is used with: its own when the agent holds a certificate, else the one
+// a login names for it (a certificate file; classify has checked that it
+// certifies exactly this key). CertOf checks the CA's signature; a
+// certificate that fails it selects no certificate rules.
+func policyKey(id *Identity, named *ssh.Certificate) policy.Key {
+	k := policy.Key{Fingerprint: id.Fingerprint, Comment: id.Comment, Type: id.Type()}
+	cert, _ := id.Public.(*ssh.Certificate)
+	if cert == nil {
+		cert = named
+	}
+	if cert != nil {
+		k.Cert, _ = policy.CertOf(cert)
+	}
+	return k
 }
 
 func policySettings(id *Identity) policy.Settings {
@@ -83,7 +100,7 @@ func (a *connAgent) visible(id *Identity) (bool, policy.Decision) {
 		return true, policy.Decision{}
 	}
 	return a.srv.policy().Visible(policy.Request{
-		Key:        policy.Key{Fingerprint: id.Fingerprint, Comment: id.Comment, Type: id.Type()},
+		Key:        policyKey(id, nil),
 		Settings:   policySettings(id),
 		Hops:       policyHops(a.bind.Hops),
 		BindFailed: a.bind.Failed,

@@ -142,7 +142,7 @@ func (s *Server) Status() Status {
 		pol := s.policy()
 		for _, id := range s.keys.list(s.now()) {
 			st.Keys = append(st.Keys, s.keyInfo(id))
-			if pol.HasAllowList(policy.Key{Fingerprint: id.Fingerprint, Comment: id.Comment, Type: id.Type()}, policySettings(id)) {
+			if pol.HasAllowList(policyKey(id, nil), policySettings(id)) {
 				st.RestrictedKeys++
 			}
 		}

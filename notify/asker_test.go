@@ -359,10 +359,9 @@ func TestAskerLocalBeforeRemote(t *testing.T) {
 	g.answer <- false
 	mustAnswer(t, first, OutcomeNo)
 	var order []string
-	for _, ch := range []<-chan Answer{l1, l2, r2, r3} {
+	for range 4 {
 		order = append(order, g.next(t))
 		g.answer <- true
-		_ = ch
 	}
 	if got, want := strings.Join(order, " "), "local-1 local-2 remote-2 remote-3"; got != want {
 		t.Errorf("prompts shown in the order %s, want %s", got, want)

@@ -100,6 +100,11 @@ func deny(rule, reason string) Decision {
 }
 
 func keyLabel(k Key) string {
+	if k.Cert != nil {
+		plain := k
+		plain.Cert = nil
+		return keyLabel(plain) + " with " + k.Cert.Text()
+	}
 	switch {
 	case k.Comment != "" && k.Fingerprint != "":
 		return fmt.Sprintf("%q (%s)", k.Comment, k.Fingerprint)

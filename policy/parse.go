@@ -212,16 +212,26 @@ func (c *checker) keyRule(t map[string]any, path string, d *rule) *rule {
 	r := *d // fields the section omits come from [defaults]
 	mv, ok := t["match"]
 	if !ok {
-		c.errAt(c.loc.key(path), "[[key]] needs match = \"SHA256:…\" (a key fingerprint) or a comment glob like \"work-*\"")
+		c.errAt(c.loc.key(path), "[[key]] needs match = \"SHA256:…\" (a key fingerprint), a comment glob like \"work-*\", \"ca:SHA256:…\" or \"principal:NAME\"")
 	} else if m, ok := c.str(path+".match", mv); ok {
 		switch {
 		case strings.HasPrefix(m, "SHA256:"):
 			if err := checkFingerprint(m); err != nil {
 				c.bad(path+".match", "match: %v", err)
 			}
-			r.byFP = true
+			r.kind = matchFingerprint
+		case strings.HasPrefix(m, "ca:"):
+			r.kind, r.value = matchCA, strings.TrimPrefix(m, "ca:")
+			if err := checkFingerprint(r.value); err != nil {
+				c.bad(path+".match", "match %q: after ca: write the CA key's fingerprint (ssh-keygen -lf CA.pub): %v", m, err)
+			}
+		case strings.HasPrefix(m, "principal:"):
+			r.kind, r.value = matchPrincipal, strings.TrimPrefix(m, "principal:")
+			if r.value == "" {
+				c.bad(path+".match", "match %q names no principal: write it like \"principal:alice\" (globs allowed)", m)
+			}
 		case m == "":
-			c.bad(path+".match", "match is empty: write a fingerprint \"SHA256:…\" or a comment glob like \"work-*\"")
+			c.bad(path+".match", "match is empty: write a fingerprint \"SHA256:…\", a comment glob like \"work-*\", \"ca:SHA256:…\" or \"principal:NAME\"")
 		}
 		r.match = c.keep(m)
 	}
@@ -470,12 +480,38 @@ func (p *Policy) lintRules(loc *locator) {
 	}
 	for i, r := range p.rules {
 		for j, prev := range p.rules[:i] {
-			if prev.match == r.match || (!prev.byFP && !r.byFP && subsumes(j, i)) {
+			sameGlobs := prev.kind == matchComment && r.kind == matchComment && subsumes(j, i)
+			samePrincipals := prev.kind == matchPrincipal && r.kind == matchPrincipal && globSubsumes(prev.value, r.value)
+			if prev.match == r.match || sameGlobs || samePrincipals {
 				at := loc.key(fmt.Sprintf("key[%d]", i))
 				pat := loc.key(fmt.Sprintf("key[%d]", j))
 				p.warnings = append(p.warnings, fmt.Sprintf("%s:%d:%d: [[key]] match %q never applies: the [[key]] at line %d (match %q) comes first and matches the same keys", p.name, at.line, at.col, r.match, pat.line, prev.match))
 				break
 			}
+		}
+	}
+	p.lintCertOverlap(loc)
+}
+
+// lintCertOverlap warns where one certificate can match two [[key]]
+// sections of different kinds (by key or comment, by CA, by principal):
+// the first in the file applies, which may not be what was meant.
+func (p *Policy) lintCertOverlap(loc *locator) {
+	family := func(k matchKind) matchKind {
+		if k == matchFingerprint {
+			return matchComment // both select by the key itself
+		}
+		return k
+	}
+	for i, r := range p.rules {
+		for j, prev := range p.rules[:i] {
+			if family(prev.kind) == family(r.kind) || !(prev.kind.certBased() || r.kind.certBased()) {
+				continue
+			}
+			at := loc.key(fmt.Sprintf("key[%d]", i))
+			pat := loc.key(fmt.Sprintf("key[%d]", j))
+			p.warnings = append(p.warnings, fmt.Sprintf("%s:%d:%d: ambiguous: a certificate can match both [[key]] match %q (line %d) and match %q; the first in the file (line %d) applies. Put the section you mean for such certificates first.", p.name, at.line, at.col, prev.match, pat.line, r.match, pat.line))
+			break
 		}
 	}
 }

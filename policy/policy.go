@@ -120,9 +120,23 @@ type Hop struct {
 
 // Key identifies the key asked to sign.
 type Key struct {
-	Fingerprint string // SHA256:…
+	Fingerprint string // SHA256:… of the key (for a certificate: the certified key)
 	Comment     string
 	Type        string
+	// Cert is the user certificate the key is used with, if any: a
+	// certificate held in the agent, or the one a login names for the
+	// plain key (ssh's CertificateFile). Build it with CertOf, which checks
+	// the CA's signature: an unverified certificate must not select rules.
+	Cert *Cert
+}
+
+// Cert is what the policy uses of a user certificate.
+type Cert struct {
+	CA          string   // SHA256 fingerprint of the CA key that signed it
+	Principals  []string // empty: the certificate names none (and matches no principal: rule)
+	KeyID       string
+	ValidAfter  time.Time
+	ValidBefore time.Time // zero: forever
 }
 
 // Settings are the per-key settings stored with the key (safe-agent add
@@ -187,7 +201,8 @@ func (c confirmMode) String() string {
 type rule struct {
 	section string // `key "work-*"` or `defaults`
 	match   string // the match string; "" for defaults
-	byFP    bool   // match is a fingerprint
+	kind    matchKind
+	value   string // match without its "ca:"/"principal:" prefix
 
 	allow, deny       []destPattern
 	allowSrc, denySrc string
@@ -214,6 +229,8 @@ type Policy struct {
 	ruleFP   map[string]int   // fingerprint → first rule index
 	ruleGlob map[string][]int // literal prefix of a comment glob → rule indices
 	prefixes []int            // distinct literal prefix lengths, ascending
+	ruleCA   map[string]int   // CA fingerprint → first rule index
+	rulePrin []int            // principal: rules, in file order
 
 	index    *hostIndex
 	warnings []string
@@ -322,17 +339,41 @@ func (p *Policy) ResolveHost(name string) []ssh.PublicKey {
 	return p.index.lookupName(name)
 }
 
-// buildRuleIndex prepares key matching: a map for fingerprints and, for
-// comment globs, the rule indices keyed by the glob's literal prefix.
+// matchKind is what a [[key]] match names.
+type matchKind int
+
+const (
+	matchComment     matchKind = iota // a comment glob: "work-*"
+	matchFingerprint                  // "SHA256:…": the key (a certificate's certified key)
+	matchCA                           // "ca:SHA256:…": certificates signed by that CA
+	matchPrincipal                    // "principal:alice": certificates naming a matching principal
+)
+
+// certBased: the match selects certificates, not keys.
+func (k matchKind) certBased() bool { return k == matchCA || k == matchPrincipal }
+
+// buildRuleIndex prepares key matching: maps for fingerprints and CAs and,
+// for comment globs, the rule indices keyed by the glob's literal prefix.
 func (p *Policy) buildRuleIndex() {
 	p.ruleFP = map[string]int{}
 	p.ruleGlob = map[string][]int{}
+	p.ruleCA = map[string]int{}
+	p.rulePrin = nil
 	lens := map[int]bool{}
 	for i, r := range p.rules {
-		if r.byFP {
+		switch r.kind {
+		case matchFingerprint:
 			if _, dup := p.ruleFP[r.match]; !dup {
 				p.ruleFP[r.match] = i
 			}
+			continue
+		case matchCA:
+			if _, dup := p.ruleCA[r.value]; !dup {
+				p.ruleCA[r.value] = i
+			}
+			continue
+		case matchPrincipal:
+			p.rulePrin = append(p.rulePrin, i)
 			continue
 		}
 		pre := r.match
@@ -348,11 +389,27 @@ func (p *Policy) buildRuleIndex() {
 	slices.Sort(p.prefixes)
 }
 
-// ruleFor returns the first [[key]] matching k, or [defaults].
+// ruleFor returns the first [[key]] in file order that matches k (by
+// fingerprint, comment glob, or, for a key with a certificate, by the
+// certificate's CA or a principal), or [defaults].
 func (p *Policy) ruleFor(k Key) *rule {
 	best := len(p.rules)
 	if i, ok := p.ruleFP[k.Fingerprint]; ok && k.Fingerprint != "" {
 		best = i
+	}
+	if k.Cert != nil {
+		if i, ok := p.ruleCA[k.Cert.CA]; ok && i < best {
+			best = i
+		}
+		for _, i := range p.rulePrin {
+			if i >= best {
+				break
+			}
+			if slices.ContainsFunc(k.Cert.Principals, func(pr string) bool { return globMatch(p.rules[i].value, pr) }) {
+				best = i
+				break
+			}
+		}
 	}
 	for _, l := range p.prefixes {
 		if l > len(k.Comment) {
@@ -372,4 +429,29 @@ func (p *Policy) ruleFor(k Key) *rule {
 		return p.rules[best]
 	}
 	return p.defaults
+}
+
+// MatchingSections lists, in file order, the match of every [[key]]
+// section that matches k; the first one applies. More than one means the
+// file order decides between them (`policy check` warns about that).
+func (p *Policy) MatchingSections(k Key) []string {
+	var out []string
+	for _, r := range p.rules {
+		if r.matches(k) {
+			out = append(out, r.match)
+		}
+	}
+	return out
+}
+
+func (r *rule) matches(k Key) bool {
+	switch r.kind {
+	case matchFingerprint:
+		return k.Fingerprint != "" && r.match == k.Fingerprint
+	case matchCA:
+		return k.Cert != nil && r.value == k.Cert.CA
+	case matchPrincipal:
+		return k.Cert != nil && slices.ContainsFunc(k.Cert.Principals, func(pr string) bool { return globMatch(r.value, pr) })
+	}
+	return globMatch(r.match, k.Comment)
 }

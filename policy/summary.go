@@ -32,9 +32,14 @@ func (p *Policy) Summary() string {
 	b.WriteString("\n[defaults], for every key no [[key]] matches:\n")
 	p.describe(&b, p.defaults)
 	for _, r := range p.rules {
-		if r.byFP {
-			fmt.Fprintf(&b, "\n[[key]] match %q, the key with that fingerprint:\n", r.match)
-		} else {
+		switch r.kind {
+		case matchFingerprint:
+			fmt.Fprintf(&b, "\n[[key]] match %q, the key with that fingerprint (and its certificates):\n", r.match)
+		case matchCA:
+			fmt.Fprintf(&b, "\n[[key]] match %q, user certificates signed by the CA key %s:\n", r.match, r.value)
+		case matchPrincipal:
+			fmt.Fprintf(&b, "\n[[key]] match %q, user certificates with a principal matching %q:\n", r.match, r.value)
+		default:
 			fmt.Fprintf(&b, "\n[[key]] match %q, keys whose comment matches it:\n", r.match)
 		}
 		p.describe(&b, r)

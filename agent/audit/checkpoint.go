@@ -246,18 +246,19 @@ func firstRecord(r io.Reader) (Record, bool, error) {
 	return Record{}, false, nil
 }
 
-// readBoundedLine reads one line, keeping at most maxLine bytes of it.
+// readBoundedLine reads one line of at most maxLine bytes; a longer one
+// is an error (a Log never writes one).
 func readBoundedLine(br *bufio.Reader) ([]byte, error) {
 	var keep []byte
 	for {
 		chunk, err := br.ReadSlice('\n')
-		if len(keep)+len(chunk) <= maxLine {
-			keep = append(keep, chunk...)
+		if len(keep)+len(chunk) > maxLine {
+			return nil, fmt.Errorf("line longer than %d bytes", maxLine)
 		}
-		if errors.Is(err, bufio.ErrBufferFull) {
-			continue
+		keep = append(keep, chunk...)
+		if !errors.Is(err, bufio.ErrBufferFull) {
+			return keep, err
 		}
-		return keep, err
 	}
 }
 

@@ -46,7 +46,14 @@ func testOptions(logs *logBuffer) Options {
 	if logs == nil {
 		logs = &logBuffer{}
 	}
-	return Options{Now: testClock(), Logger: slog.New(slog.NewTextHandler(logs, nil)), SyncInterval: time.Hour}
+	return Options{Now: testClock(), Logger: slog.New(slog.NewTextHandler(logs, nil)), SyncInterval: time.Hour,
+		freeSpace: plentyOfSpace}
+}
+
+// plentyOfSpace is a file system with 100 GiB free: tests do not depend on
+// the machine's disk.
+func plentyOfSpace(string) (diskSpace, error) {
+	return diskSpace{free: 100 << 30, total: 200 << 30}, nil
 }
 
 // signRec is a realistic sign record, distinguishable by i.

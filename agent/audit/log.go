@@ -519,6 +519,9 @@ func firstRecordOf(p string) (Record, bool) {
 		return Record{}, false
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return Record{}, false // e.g. a symlink to /dev/full in a test
+	}
 	r, ok, err := firstRecord(f)
 	return r, ok && err == nil
 }

@@ -389,7 +389,15 @@ func newAuditVerifyCmd(path *string) *cobra.Command {
 the one before it and a sequence number, across rotated files.
 
 With no FILE, checks the log (--audit-log or the default) and its rotated
-files, oldest first; FILEs must be given oldest first. Prints
+files, oldest first; FILEs must be given oldest first.
+
+Rotation deletes old files (those beyond the newest few, once older than
+24 hours, or sooner when the disk is nearly full) and records each deletion
+in the checkpoint file next to the log (audit.jsonl.checkpoint): the last
+hash and the count of the deleted records. When the oldest file does not
+start the chain, the checkpoint must account for every record before it;
+a file deleted by hand, a deleted checkpoint or an edited one fails the
+check. Prints
 "ok: N records in M files" and exits 0, or prints FILE:LINE: what broke
 (edited, removed, reordered, inserted or appended by hand, truncated
 mid-record) and exits 1.
@@ -415,6 +423,7 @@ reaches it.`,
 }
 
 func runAuditVerify(named string, files []string, strict bool, out io.Writer) error {
+	checkpoint := ""
 	if len(files) == 0 {
 		path, err := auditLogPath(named)
 		if err != nil {
@@ -426,8 +435,11 @@ func runAuditVerify(named string, files []string, strict bool, out io.Writer) er
 		if len(files) == 0 {
 			return fmt.Errorf("no audit log at %s: the agent has not written one there yet (if it runs with --audit-log, pass the same --audit-log here)", path)
 		}
+		checkpoint = audit.CheckpointPath(path)
+	} else {
+		checkpoint = audit.CheckpointFor(files[len(files)-1])
 	}
-	rep, err := audit.Verify(files...)
+	rep, err := audit.VerifyWithCheckpoint(checkpoint, files...)
 	if err != nil {
 		return err
 	}
@@ -456,7 +468,17 @@ func verifySummary(rep audit.Report) string {
 	if rep.Records > 0 {
 		s += fmt.Sprintf("\nchain: seq %d to %d, last hash %s", rep.First, rep.Last, rep.LastHash)
 	}
-	if rep.Continues {
+	if c := rep.Checkpoint; c != nil {
+		s += fmt.Sprintf("\nrotated away: the %d records before seq %d", c.Records, rep.First)
+		if c.Files > 0 {
+			s += fmt.Sprintf(" (%s, deleted %s to %s)", plural(c.Files, "file"),
+				c.FirstDeleted.Local().Format("2006-01-02 15:04"), c.LastDeleted.Local().Format("2006-01-02 15:04"))
+		}
+		s += ", accounted for by " + c.Path
+		if c.Unaccounted > 0 {
+			s += fmt.Sprintf("\nwarning: %d of them were already gone when the checkpoint was started (rotated away by an older safe-agent, or deleted): nothing vouches for them", c.Unaccounted)
+		}
+	} else if rep.Continues {
 		s += "\nthe oldest file continues a file that is no longer here (rotated away): records before it are not checked"
 	}
 	return s

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/safe-agent/safe-agent/agent"
+	"github.com/safe-agent/safe-agent/internal/termtext"
 )
 
 // checkUnboundClients warns when the running agent has signed logins for
@@ -24,7 +25,7 @@ func checkUnboundClients(st *agent.Status) checkResult {
 	}
 	names := make([]string, 0, len(st.UnboundClients))
 	for _, c := range st.UnboundClients {
-		names = append(names, fmt.Sprintf("%s (%d logins, last %s)", c.Exe, c.Logins, c.LastSeen.Local().Format("2006-01-02 15:04")))
+		names = append(names, fmt.Sprintf("%s (%d logins, last %s)", termtext.Escape(c.Exe), c.Logins, c.LastSeen.Local().Format("2006-01-02 15:04")))
 	}
 	if st.RestrictedKeys == 0 {
 		r.Msg = "some programs sign logins without session-bind; no loaded key has an allow list, so nothing relies on it"

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/crypto/ssh"
 
 	"github.com/safe-agent/safe-agent/internal/termtext"
 	"github.com/safe-agent/safe-agent/policy"
@@ -114,7 +115,9 @@ func newPolicyExplainCmd() *cobra.Command {
 		Long: `Show what the policy decides for one request: the verdict (allow, deny or
 confirm), the rule that decided and the reason.
 
---key is a key fingerprint (SHA256:…) or a key comment. --path lists the
+--key is a key fingerprint (SHA256:…), a key comment, or a public key or
+certificate file (KEY.pub, KEY-cert.pub): a certificate is matched by its
+CA and principals as well (match = "ca:…", "principal:…"). --path lists the
 hosts the request passes, by the names known_hosts gives them, separated
 by '>': every host but the last is reached through a forwarded agent and
 the login goes to the last. An empty --path is a request on your own
@@ -125,7 +128,8 @@ The exit status is 0 whatever the verdict; it is 1 only when the policy
 or the flags are invalid.`,
 		Example: `  safe-agent policy explain --key work-laptop --path 'jump.example>db.internal' --user deploy
   safe-agent policy explain --key SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU --path github.com
-  safe-agent policy explain --key work-laptop --namespace git`,
+  safe-agent policy explain --key work-laptop --namespace git
+  safe-agent policy explain --key ~/.ssh/id_ed25519-cert.pub --path db.internal --user deploy`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runPolicyExplain(f, time.Now(), cmd.OutOrStdout(), cmd.ErrOrStderr())
@@ -133,7 +137,7 @@ or the flags are invalid.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.policy, "policy", "", "policy file (default $SAFE_AGENT_POLICY or $XDG_CONFIG_HOME/safe-agent/policy.toml)")
-	fl.StringVar(&f.key, "key", "", "key fingerprint (SHA256:…) or comment")
+	fl.StringVar(&f.key, "key", "", "key fingerprint (SHA256:…), comment, or public key / certificate file")
 	fl.StringVar(&f.path, "path", "", "hosts the request passes, like 'jump.example>db.internal' (empty: this machine)")
 	fl.StringVar(&f.user, "user", "", "login user")
 	fl.StringVar(&f.namespace, "namespace", "", "explain an SSHSIG signature with this namespace (git, file, …)")
@@ -149,11 +153,11 @@ func runPolicyExplain(f explainFlags, now time.Time, out, errOut io.Writer) erro
 		return err
 	}
 	req := policy.Request{Purpose: policy.PurposeLogin, User: f.user, Now: now}
-	if strings.HasPrefix(f.key, "SHA256:") {
-		req.Key.Fingerprint = f.key
-	} else {
-		req.Key.Comment = f.key
+	key, err := explainKey(f.key)
+	if err != nil {
+		return err
 	}
+	req.Key = key
 	switch {
 	case f.namespace != "":
 		req.Purpose, req.Namespace = policy.PurposeSSHSIG, f.namespace
@@ -189,4 +193,31 @@ func runPolicyExplain(f explainFlags, now time.Time, out, errOut io.Writer) erro
 		fmt.Fprintln(out, "note:", termtext.Escape(n))
 	}
 	return nil
+}
+
+// explainKey reads --key: a fingerprint, a public key or certificate file
+// (when a file of that name exists), or else a key comment.
+func explainKey(arg string) (policy.Key, error) {
+	if strings.HasPrefix(arg, "SHA256:") {
+		return policy.Key{Fingerprint: arg}, nil
+	}
+	data, err := os.ReadFile(arg)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) && !strings.ContainsRune(arg, '/') {
+			return policy.Key{Comment: arg}, nil
+		}
+		return policy.Key{}, fmt.Errorf("explain: --key %s: %w", arg, err)
+	}
+	pub, comment, _, _, err := ssh.ParseAuthorizedKey(data)
+	if err != nil {
+		return policy.Key{}, fmt.Errorf("explain: --key %s is not a public key or certificate file: %w", arg, err)
+	}
+	k := policy.Key{Comment: comment, Type: pub.Type(), Fingerprint: ssh.FingerprintSHA256(pub)}
+	if cert, ok := pub.(*ssh.Certificate); ok {
+		k.Fingerprint = ssh.FingerprintSHA256(cert.Key)
+		if k.Cert, err = policy.CertOf(cert); err != nil {
+			return policy.Key{}, fmt.Errorf("explain: --key %s: %w", arg, err)
+		}
+	}
+	return k, nil
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -154,4 +155,63 @@ func TestPolicyExplain(t *testing.T) {
 	if _, errOut, code := runPolicyCLI(t, "policy", "explain", "--policy", file, "--key", "k", "--user", "u", "--namespace", "git"); code != 1 || !strings.Contains(errOut, "none of the others can be") {
 		t.Errorf("--user with --namespace: code %d, %q", code, errOut)
 	}
+}
+
+// TestPolicyExplainCertificate: --key takes a certificate file, made by
+// ssh-keygen -s, matched by its CA and principal.
+func TestPolicyExplainCertificate(t *testing.T) {
+	if _, err := exec.LookPath("ssh-keygen"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("ssh-keygen is missing: apt-get install openssh-client")
+		}
+		t.Skip("ssh-keygen is missing: apt-get install openssh-client")
+	}
+	dir, file := policyFixture(t)
+	keygen := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("ssh-keygen", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ssh-keygen %v: %v\n%s", args, err, out)
+		}
+	}
+	ca, user := filepath.Join(dir, "ca"), filepath.Join(dir, "id_ed25519")
+	keygen("-q", "-t", "ed25519", "-N", "", "-f", ca)
+	keygen("-q", "-t", "ed25519", "-N", "", "-C", "tsh-login", "-f", user)
+	keygen("-q", "-s", ca, "-I", "alice@corp", "-n", "alice,deploy", "-V", "-5m:+1h", user+".pub")
+	caFP := strings.Fields(mustOutput(t, "ssh-keygen", "-lf", ca+".pub"))[1]
+	src := `known_hosts = ["known_hosts"]
+[defaults]
+confirm = "never"
+allow = ["nowhere.invalid"]
+[[key]]
+match = "ca:` + caFP + `"
+allow = ["db.internal"]
+`
+	if err := os.WriteFile(file, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := runPolicyCLI(t, "policy", "explain", "--policy", file, "--key", user+"-cert.pub", "--path", "db.internal", "--user", "deploy")
+	if code != 0 || errOut != "" {
+		t.Fatalf("code %d, stderr %q", code, errOut)
+	}
+	want := "verdict: allow\nrule:    key \"ca:" + caFP + "\" allow[0]\n"
+	if !strings.HasPrefix(out, want) || !strings.Contains(out, `with certificate "alice@corp" (principals alice, deploy; CA `+caFP+`)`) {
+		t.Errorf("stdout:\n%s\nwant it to start with:\n%s", out, want)
+	}
+	// The plain key is not matched by the CA.
+	out, _, _ = runPolicyCLI(t, "policy", "explain", "--policy", file, "--key", user+".pub", "--path", "db.internal")
+	if !strings.HasPrefix(out, "verdict: deny\nrule:    defaults allow\n") {
+		t.Errorf("plain key:\n%s", out)
+	}
+	if _, errOut, code := runPolicyCLI(t, "policy", "explain", "--policy", file, "--key", filepath.Join(dir, "policy.toml")); code != 1 || !strings.Contains(errOut, "is not a public key or certificate file") {
+		t.Errorf("a file that is no key: code %d, %q", code, errOut)
+	}
+}
+
+func mustOutput(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).Output()
+	if err != nil {
+		t.Fatalf("%s %v: %v", name, args, err)
+	}
+	return string(out)
 }
