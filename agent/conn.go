@@ -359,6 +359,10 @@ func (s *Server) newIdentity(k sshagent.AddedKey) (*Identity, error) {
 	case s.opts.DefaultLifetime > 0:
 		id.Expires = id.Added.Add(s.opts.DefaultLifetime)
 	}
+	if err := id.limitToCert(id.Added); err != nil {
+		priv.Destroy()
+		return nil, err
+	}
 	return id, nil
 }
 

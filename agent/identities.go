@@ -60,7 +60,54 @@ type Identity struct {
 	Settings    IdentitySettings // per-key settings stored with the key
 	Stored      bool             // loaded from the keystore
 	Added       time.Time
-	key         PrivateKey
+	// CertExpiry: Expires is the certificate's ValidBefore (earlier than
+	// any lifetime), so reaching it means the certificate expired.
+	CertExpiry bool
+	key        PrivateKey
+}
+
+// Cert is the identity's certificate, or nil for a plain key.
+func (id *Identity) Cert() *ssh.Certificate {
+	c, _ := id.Public.(*ssh.Certificate)
+	return c
+}
+
+// limitToCert makes a certificate leave the agent at its ValidBefore, to
+// the second, when that comes before the lifetime it was added with. A
+// certificate that has already expired is refused: it could only fail.
+func (id *Identity) limitToCert(now time.Time) error {
+	c := id.Cert()
+	if c == nil || c.ValidBefore == ssh.CertTimeInfinity {
+		return nil
+	}
+	vb := certTime(c.ValidBefore)
+	if !now.Before(vb) {
+		return fmt.Errorf("certificate %q expired at %s: renew it, then add it again", c.KeyId, vb.Local().Format(time.DateTime))
+	}
+	if id.Expires.IsZero() || vb.Before(id.Expires) {
+		id.Expires, id.CertExpiry = vb, true
+	}
+	return nil
+}
+
+// notYetValid says, for a certificate whose ValidAfter is still to come,
+// when it becomes valid.
+func (id *Identity) notYetValid(now time.Time) (time.Time, bool) {
+	c := id.Cert()
+	if c == nil || c.ValidAfter == 0 {
+		return time.Time{}, false
+	}
+	va := certTime(c.ValidAfter)
+	return va, now.Before(va)
+}
+
+// certTime converts a certificate time (seconds since the epoch, as
+// uint64) without overflowing.
+func certTime(t uint64) time.Time {
+	if t > 1<<62 {
+		t = 1 << 62
+	}
+	return time.Unix(int64(t), 0)
 }
 
 // IdentitySettings are per-key rules that travel with a key (from

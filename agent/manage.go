@@ -49,6 +49,27 @@ type KeyInfo struct {
 	Deny            []string  `json:"deny,omitempty"`
 	MaxForwardDepth *int      `json:"max_forward_depth,omitempty"`
 	Restricted      string    `json:"ssh_add_h,omitempty"`
+	Cert            *CertInfo `json:"certificate_info,omitempty"`
+}
+
+// CertInfo describes a user certificate held in the agent.
+type CertInfo struct {
+	KeyID         string    `json:"key_id"`
+	Principals    []string  `json:"principals"`
+	CAFingerprint string    `json:"ca_fingerprint"`
+	ValidAfter    time.Time `json:"valid_after,omitzero"`
+	ValidBefore   time.Time `json:"valid_before,omitzero"` // zero: forever
+}
+
+func certInfo(c *ssh.Certificate) *CertInfo {
+	ci := &CertInfo{KeyID: c.KeyId, Principals: append([]string{}, c.ValidPrincipals...), CAFingerprint: ssh.FingerprintSHA256(c.SignatureKey)}
+	if c.ValidAfter != 0 {
+		ci.ValidAfter = certTime(c.ValidAfter)
+	}
+	if c.ValidBefore != ssh.CertTimeInfinity {
+		ci.ValidBefore = certTime(c.ValidBefore)
+	}
+	return ci
 }
 
 // Status is the agent's state for `safe-agent status`.
@@ -120,6 +141,9 @@ func (s *Server) keyInfo(id *Identity) KeyInfo {
 	}
 	if id.Dest != nil {
 		ki.Restricted = id.Dest.String()
+	}
+	if c := id.Cert(); c != nil {
+		ki.Cert = certInfo(c)
 	}
 	return ki
 }

@@ -91,11 +91,16 @@ func (a *connAgent) stepLookup(r *signRequest) error {
 	if a.srv.isLocked() {
 		return &refusal{"agent locked", "the agent is locked; unlock it with `ssh-add -X`"}
 	}
-	id, ok := a.srv.keys.get(r.blob, a.srv.now())
+	now := a.srv.now()
+	id, ok := a.srv.keys.get(r.blob, now)
 	if !ok {
 		return &refusal{"key not loaded", "the requested key is not loaded in the agent"}
 	}
 	r.id = id
+	if va, early := id.notYetValid(now); early {
+		return &refusal{"certificate not yet valid", fmt.Sprintf("certificate %q is valid from %s (in %s); it is not used before then",
+			id.Cert().KeyId, va.Local().Format(time.DateTime), va.Sub(now).Round(time.Second))}
+	}
 	return nil
 }
 

@@ -157,8 +157,12 @@ func (s *Server) reapLoop() {
 	for {
 		gone, next := s.keys.reap(s.now())
 		for _, id := range gone {
-			s.log.Info("key lifetime ended; removed", "fingerprint", id.Fingerprint, "comment", id.Comment)
 			s.forgetKey(id.Fingerprint)
+			if id.CertExpiry {
+				s.certExpired(id)
+				continue
+			}
+			s.log.Info("key lifetime ended; removed", "fingerprint", id.Fingerprint, "comment", id.Comment)
 			s.auditEvent(audit.Record{Event: "remove", Decision: "allowed", Key: auditKey(id), Reason: "lifetime ended"})
 		}
 		wait := time.Hour

@@ -249,3 +249,25 @@ func Notice(p Prompt, allowed bool, reason string) (title, body string) {
 	}
 	return title, b.String()
 }
+
+// CertExpired is the notification for a certificate that reached its
+// ValidBefore and was removed from the agent.
+func CertExpired(comment, fingerprint, keyID string, principals []string) (title, body string) {
+	name := comment
+	if name == "" {
+		name = fingerprint
+	}
+	title = "safe-agent: certificate " + quote(keyID, maxField) + " expired"
+	pr := "none"
+	if len(principals) > 0 {
+		q := make([]string, len(principals))
+		for i, p := range principals {
+			q[i] = word(p)
+		}
+		pr = strings.Join(q, ", ")
+	}
+	body = "Key: " + quote(name, maxField) + " (" + clean(fingerprint, maxField) + ")\n" +
+		"Principals: " + clean(pr, maxField) + "\n" +
+		"It was removed from the agent: renew it (for example with your CA's login command) before your next login."
+	return title, body
+}

@@ -39,9 +39,23 @@ func freePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
+// sshNetOpts configures every host of an sshNet.
+type sshNetOpts struct {
+	// UserCA is a CA public key file the hosts trust for user
+	// certificates (TrustedUserCAKeys), as servers do that issue
+	// short-lived certificates instead of editing authorized_keys.
+	UserCA string
+}
+
 // newSSHNet starts one sshd per name. Every host accepts the keys later
 // given to authorize(), and agent forwarding is on.
 func newSSHNet(t testing.TB, names ...string) *sshNet {
+	t.Helper()
+	return newSSHNetWith(t, sshNetOpts{}, names...)
+}
+
+// newSSHNetWith is newSSHNet with options for every host.
+func newSSHNetWith(t testing.TB, o sshNetOpts, names ...string) *sshNet {
 	t.Helper()
 	sshd := need(t, "/usr/sbin/sshd", "openssh-server")
 	need(t, "ssh", "openssh-client")
@@ -77,6 +91,9 @@ AllowAgentForwarding yes
 AcceptEnv LANG
 LogLevel DEBUG1
 `, h.Port, hk, n.AuthKeys)
+		if o.UserCA != "" {
+			sc += "TrustedUserCAKeys " + o.UserCA + "\n"
+		}
 		if err := os.WriteFile(conf, []byte(sc), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -150,6 +167,20 @@ func waitPort(t testing.TB, port int) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("sshd on port %d did not start", port)
+}
+
+// hostLog is what the host's sshd logged so far (LogLevel DEBUG1).
+func (n *sshNet) hostLog(name string) string {
+	n.t.Helper()
+	h, ok := n.Hosts[name]
+	if !ok {
+		n.t.Fatalf("no host %q", name)
+	}
+	b, err := os.ReadFile(h.log)
+	if err != nil {
+		n.t.Fatalf("read sshd log of %s: %v", name, err)
+	}
+	return string(b)
 }
 
 // authorize lets a public key log in to every host.

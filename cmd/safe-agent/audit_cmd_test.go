@@ -5,8 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -262,5 +265,92 @@ func TestAuditHelpHasExamples(t *testing.T) {
 		if code != 0 || !strings.Contains(out, "Examples:\n  safe-agent audit") {
 			t.Errorf("%v: code %d, no Examples section:\n%s", args, code, out)
 		}
+	}
+}
+
+// writeRotatedAuditLog writes records into a log small enough to rotate
+// many times; keepBy is audit.Options.MinRetention.
+func writeRotatedAuditLog(t *testing.T, minRetention time.Duration) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "state", "audit.jsonl")
+	l, err := audit.Open(path, audit.Options{MaxSize: 2000, Keep: 2, MinRetention: minRetention})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 8 {
+		for _, r := range auditFixture() {
+			if err := l.Append(r); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestAuditVerifyFindsAFileDeletedByHand(t *testing.T) {
+	ctx := context.Background()
+	path := writeRotatedAuditLog(t, 0) // 24 h: every file is kept
+	files, err := audit.Files(path)
+	if err != nil || len(files) < 4 {
+		t.Fatalf("files = %v, %v; want rotation to have kept at least 4", files, err)
+	}
+	out, _, code := runAuditCLI(t, ctx, "audit", "verify", "--audit-log", path)
+	if code != 0 || !strings.HasPrefix(out, "ok: ") {
+		t.Fatalf("intact: code %d, stdout %q", code, out)
+	}
+
+	if err := os.Remove(files[0]); err != nil {
+		t.Fatal(err)
+	}
+	hdr, err := audit.Tail(files[1], 0, audit.Filter{Events: []string{audit.EventHeader}})
+	if err != nil || len(hdr) == 0 {
+		t.Fatalf("header of %s: %v %v", files[1], hdr, err)
+	}
+	first := hdr[0].Seq
+	out, _, code = runAuditCLI(t, ctx, "audit", "verify", "--audit-log", path)
+	want := fmt.Sprintf("%s:1: removed: the chain starts at record %d but no checkpoint accounts for the %d records before it (deleted without a record); there is no checkpoint file %s\n",
+		files[1], first, first-1, path+".checkpoint")
+	if code != 1 || out != want {
+		t.Errorf("oldest file deleted: code %d, stdout\n%q\nwant\n%q", code, out, want)
+	}
+	// Naming the files does not get around it.
+	out, _, code = runAuditCLI(t, ctx, append([]string{"audit", "verify"}, files[1:]...)...)
+	if code != 1 || out != want {
+		t.Errorf("with FILEs: code %d, stdout %q", code, out)
+	}
+}
+
+func TestAuditVerifyAccountsForRotatedFiles(t *testing.T) {
+	ctx := context.Background()
+	path := writeRotatedAuditLog(t, -1) // keep by count: old files are rotated away
+	out, _, code := runAuditCLI(t, ctx, "audit", "verify", "--audit-log", path)
+	re := regexp.MustCompile(`\nrotated away: the (\d+) records before seq (\d+) \((\d+) files, deleted \d{4}-\d\d-\d\d \d\d:\d\d to \d{4}-\d\d-\d\d \d\d:\d\d\), accounted for by ` +
+		regexp.QuoteMeta(path+".checkpoint") + "\n$")
+	m := re.FindStringSubmatch(out)
+	if code != 0 || !strings.HasPrefix(out, "ok: ") || m == nil {
+		t.Fatalf("code %d, stdout %q; want ok and a line on the rotated-away records", code, out)
+	}
+	if n, _ := strconv.Atoi(m[1]); strconv.Itoa(n+1) != m[2] {
+		t.Errorf("%s records before seq %s", m[1], m[2])
+	}
+
+	// A tampered checkpoint fails.
+	cp := path + ".checkpoint"
+	b, _ := os.ReadFile(cp)
+	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	last := len(lines) - 1
+	lines[last] = regexp.MustCompile(`"last_hash":"[0-9a-f]`).ReplaceAllStringFunc(lines[last], func(s string) string {
+		if strings.HasSuffix(s, "0") {
+			return s[:len(s)-1] + "1"
+		}
+		return s[:len(s)-1] + "0"
+	})
+	os.WriteFile(cp, []byte(strings.Join(lines, "\n")+"\n"), 0o600)
+	out, _, code = runAuditCLI(t, ctx, "audit", "verify", "--audit-log", path)
+	if code != 1 || !strings.HasPrefix(out, fmt.Sprintf("%s:%d: edited: the records rotated away end with hash ", cp, last+1)) {
+		t.Errorf("tampered checkpoint: code %d, stdout %q", code, out)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -389,8 +390,14 @@ func collectKeys(ctx context.Context, socket, storeName string) ([]listedKey, []
 		}
 		for _, ki := range infos {
 			k := &listedKey{KeyInfo: ki, Loaded: true}
-			byFP[ki.Fingerprint] = k
-			order = append(order, ki.Fingerprint)
+			// A certificate shares its key's fingerprint: list it apart
+			// (stored keys are plain and pair with the plain entry).
+			id := ki.Fingerprint
+			if ki.Certificate {
+				id = ki.PublicKey
+			}
+			byFP[id] = k
+			order = append(order, id)
 		}
 	} else {
 		notes = append(notes, fmt.Sprintf("no agent answers on %s", socket))
@@ -451,7 +458,59 @@ func runList(ctx context.Context, f listFlags, stdout, stderr io.Writer) error {
 		return nil
 	}
 	printKeyTable(stdout, keys)
+	printCertificates(stdout, keys, time.Now())
 	return nil
+}
+
+// printCertificates describes each certificate in the agent: who issued
+// it, for whom, and how long it has left.
+func printCertificates(w io.Writer, keys []listedKey, now time.Time) {
+	first := true
+	for _, k := range keys {
+		c := k.Cert
+		if c == nil {
+			continue
+		}
+		if first {
+			fmt.Fprintln(w, "\nCertificates:")
+			first = false
+		}
+		pr := "no principals (any user)"
+		if len(c.Principals) > 0 {
+			pr = "principals " + strings.Join(c.Principals, ", ")
+		}
+		fmt.Fprintf(w, "  %s %s: %s; CA %s; %s\n", termtext.Escape(k.Fingerprint), termtext.Escape(strconv.Quote(c.KeyID)),
+			termtext.Escape(pr), c.CAFingerprint, certTimeLeft(c, now))
+	}
+}
+
+// certTimeLeft is "expires in 3h12m", "expired", "valid from … (in 5m)" or
+// "never expires".
+func certTimeLeft(c *agent.CertInfo, now time.Time) string {
+	switch {
+	case !c.ValidAfter.IsZero() && now.Before(c.ValidAfter):
+		return fmt.Sprintf("not valid yet: from %s (in %s)", c.ValidAfter.Local().Format(time.DateTime), shortDuration(c.ValidAfter.Sub(now)))
+	case c.ValidBefore.IsZero():
+		return "never expires"
+	case !now.Before(c.ValidBefore):
+		return "expired"
+	}
+	return "expires in " + shortDuration(c.ValidBefore.Sub(now))
+}
+
+// shortDuration is 3h12m, 4m10s, 12s: two units at most.
+func shortDuration(d time.Duration) string {
+	d = d.Round(time.Second)
+	h, m, s := int(d.Hours()), int(d.Minutes())%60, int(d.Seconds())%60
+	switch {
+	case h >= 48:
+		return fmt.Sprintf("%dd%dh", h/24, h%24)
+	case h > 0:
+		return fmt.Sprintf("%dh%02dm", h, m)
+	case m > 0:
+		return fmt.Sprintf("%dm%02ds", m, s)
+	}
+	return fmt.Sprintf("%ds", s)
 }
 
 func yesNo(b bool) string {
