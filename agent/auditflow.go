@@ -49,13 +49,13 @@ type auditBudget struct {
 	path    []audit.Hop    // the first path seen, for the summary
 }
 
-// originKey is the budget a connection draws on: its first forwarding
-// hop, or "" for a local connection (not limited).
+// originKey is the budget a connection draws on: the part of its path
+// the user's own ssh vouches for (forwardOrigin), "failed-bind" for a
+// connection whose bind failed before any forwarding hop, or "" for a
+// local connection (not limited).
 func originKey(hops []Hop, bindFailed bool) string {
-	for _, h := range hops {
-		if h.Forwarded {
-			return "fwd:" + hostFingerprint(h.HostKey)
-		}
+	if o := forwardOrigin(hops); o != "" {
+		return "fwd:" + o
 	}
 	if bindFailed {
 		return "failed-bind"

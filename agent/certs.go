@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/safe-agent/safe-agent/agent/audit"
 	"github.com/safe-agent/safe-agent/notify"
 	"github.com/safe-agent/safe-agent/policy"
@@ -22,4 +24,30 @@ func (s *Server) certExpired(id *Identity) {
 	}
 	title, body := notify.CertExpired(id.Comment, id.Fingerprint, c.KeyId, c.ValidPrincipals)
 	s.opts.Notifier.Notify(title, body)
+}
+
+// cert is the user certificate a sign request uses, when its CA signature
+// verifies: the identity's own, or the certificate the login names for
+// the plain key (ssh's CertificateFile).
+func (r *signRequest) cert() *ssh.Certificate {
+	c := r.id.Cert()
+	if c == nil {
+		c = r.what.Cert
+	}
+	if c == nil {
+		return nil
+	}
+	if _, err := policy.CertOf(c); err != nil {
+		return nil
+	}
+	return c
+}
+
+// certText describes a certificate for prompts and notices ("" for none).
+func certText(c *ssh.Certificate) string {
+	if c == nil {
+		return ""
+	}
+	ci := certInfo(c)
+	return notify.CertificateText(ci.KeyID, ci.Principals, ci.CAFingerprint, ci.ValidBefore)
 }

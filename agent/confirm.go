@@ -135,7 +135,8 @@ func (s *Server) confirm(a *connAgent, r *signRequest) error {
 		Prompt: notify.Prompt{
 			KeyComment: r.id.Comment, KeyFingerprint: r.id.Fingerprint,
 			Purpose: purpose, Path: s.pathList(r), Process: a.peer.Chain,
-			Reason: "policy rule " + r.decision.Rule,
+			Reason:      "policy rule " + r.decision.Rule,
+			Certificate: certText(r.cert()),
 		},
 		Remember: r.decision.Remember,
 	}
@@ -210,7 +211,7 @@ func (s *Server) notifyOutcome(a *connAgent, r *signRequest, err error) {
 		return
 	}
 	p := notify.Prompt{KeyComment: r.id.Comment, KeyFingerprint: r.id.Fingerprint, Purpose: s.purposeText(r),
-		Path: s.pathList(r), Process: a.peer.Chain}
+		Path: s.pathList(r), Process: a.peer.Chain, Certificate: certText(r.cert())}
 	reason := ""
 	if err != nil {
 		reason = err.Error()

@@ -59,27 +59,6 @@ func fzFrame(body ...byte) []byte {
 	return b
 }
 
-// fzUnlocks counts unlock requests (type 23) in a stream: each wrong
-// passphrase is answered after a growing delay (0.1 s, 0.2 s, …), which
-// the per-input deadline must allow for.
-func fzUnlocks(stream []byte) int {
-	n := 0
-	for len(stream) >= 5 {
-		l := binary.BigEndian.Uint32(stream)
-		if l == 0 || l > MaxFrame {
-			break
-		}
-		if stream[4] == 23 {
-			n++
-		}
-		if uint64(len(stream)) < 4+uint64(l) {
-			break
-		}
-		stream = stream[4+l:]
-	}
-	return n
-}
-
 // fzSeeds are valid frames for every message type, as x/crypto's client
 // and real OpenSSH send them, and malformed ones.
 func fzSeeds(t testing.TB) [][]byte {
@@ -89,10 +68,7 @@ func fzSeeds(t testing.TB) [][]byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ecKey := fzECKey(t, "fuzz-ecdsa")
 	ecPub, err := ssh.NewPublicKey(&ecKey.PublicKey)
 	if err != nil {
 		t.Fatal(err)
@@ -179,56 +155,6 @@ func fzSeeds(t testing.TB) [][]byte {
 	return seeds
 }
 
-// fzListener hands the Server connections made with socketpair(2): no
-// socket file per input, so the fuzzer runs many inputs a second.
-type fzListener struct {
-	conns chan net.Conn
-	done  chan struct{}
-	once  sync.Once
-}
-
-func newFzListener() *fzListener {
-	return &fzListener{conns: make(chan net.Conn), done: make(chan struct{})}
-}
-
-func (l *fzListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.conns:
-		return c, nil
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
-}
-
-func (l *fzListener) Close() error   { l.once.Do(func() { close(l.done) }); return nil }
-func (l *fzListener) Addr() net.Addr { return &net.UnixAddr{Name: "fuzz", Net: "unix"} }
-
-// dial makes a connected pair, gives one end to the server and returns
-// the other.
-func (l *fzListener) dial(t testing.TB) net.Conn {
-	t.Helper()
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ends [2]net.Conn
-	for i, fd := range fds {
-		f := os.NewFile(uintptr(fd), "socketpair")
-		c, err := net.FileConn(f)
-		f.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		ends[i] = c
-	}
-	select {
-	case l.conns <- ends[0]:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the server did not accept a connection within 5 s")
-	}
-	return ends[1]
-}
-
 // fzOptions are the server options for fuzzing: prompts are answered yes
 // at once by true(1), so requests that need a confirmation go all the way
 // through, and no real dialog ever opens (without a display of its own
@@ -242,65 +168,286 @@ func fzOptions(t testing.TB) Options {
 	return Options{PromptEnv: notify.Env{Display: ":fuzz", SSHAskpass: yes, Path: "/usr/bin:/bin"}}
 }
 
+// fzECKey is a P-256 key derived from label: seeds written to
+// testdata/fuzz name keys, so every run (and every fuzz worker process)
+// must derive the same ones.
+func fzECKey(t testing.TB, label string) *ecdsa.PrivateKey {
+	t.Helper()
+	d := sha256.Sum256([]byte(label))
+	k, err := ecdsa.ParseRawPrivateKey(elliptic.P256(), d[:])
+	if err != nil {
+		t.Fatalf("P-256 key from %q: %v", label, err)
+	}
+	return k
+}
+
+// fzSplit cuts a stream into the request bodies ServeAgent reads, in
+// order: it stops where the agent stops reading (an empty or oversized
+// frame, or the end of the bytes).
+func fzSplit(stream []byte) [][]byte {
+	var out [][]byte
+	for len(stream) >= 4 {
+		l := binary.BigEndian.Uint32(stream)
+		if l == 0 || l > MaxFrame || uint64(len(stream)) < 4+uint64(l) {
+			break
+		}
+		out = append(out, stream[4:4+l])
+		stream = stream[4+l:]
+	}
+	return out
+}
+
+// fzWrongUnlocks counts the unlock requests in a stream that may carry a
+// wrong passphrase for a lock set earlier in it. The agent answers each
+// after a growing delay (0.1 s, 0.2 s, …, as OpenSSH's agent), so inputs
+// with many of them take seconds: the count bounds the input's deadline
+// and lets the fuzz target skip such inputs. It over-counts (a lock the
+// agent refused still counts), never under-counts a lock it saw.
+func fzWrongUnlocks(stream []byte) int {
+	type pass struct{ Passphrase []byte }
+	locked, n := false, 0
+	var lockPass []byte
+	for _, body := range fzSplit(stream) {
+		var p pass
+		switch body[0] {
+		case 22: // SSH_AGENTC_LOCK
+			if ssh.Unmarshal(body[1:], &p) == nil && !locked {
+				locked, lockPass = true, p.Passphrase
+			}
+		case 23: // SSH_AGENTC_UNLOCK
+			if ssh.Unmarshal(body[1:], &p) != nil || !locked {
+				continue
+			}
+			if bytes.Equal(p.Passphrase, lockPass) {
+				locked = false
+			} else {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// fzMaxWrongUnlocks is how many wrong unlocks an input may make: one
+// exercises the delay (0.1 s); more cost 0.1 s × n(n+1)/2 and showed up
+// as the fuzzer stalling for tens of seconds on one input.
+const fzMaxWrongUnlocks = 1
+
+// fzSocketBuf is the send buffer of both ends of a fuzz connection: the
+// whole input is written before the server reads, and the replies wait in
+// the kernel until the connection has ended, so neither side ever waits
+// for the other. Waiting would make the number of EAGAIN loops in
+// net/internal/poll (instrumented code) vary from run to run, and the
+// fuzzer would take that noise for new coverage.
+const fzSocketBuf = 4 << 20
+
+// fzSocketpair returns a connected pair of unix stream sockets with large
+// buffers: the client's end and the server's.
+func fzSocketpair(t testing.TB) (client, server *net.UnixConn) {
+	t.Helper()
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatalf("socketpair: %v", err)
+	}
+	var ends [2]*net.UnixConn
+	for i, fd := range fds {
+		for _, opt := range []int{syscall.SO_SNDBUF, syscall.SO_RCVBUF} {
+			_ = syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, opt, fzSocketBuf)
+		}
+		f := os.NewFile(uintptr(fd), "socketpair")
+		c, err := net.FileConn(f)
+		f.Close()
+		if err != nil {
+			t.Fatalf("socketpair: %v", err)
+		}
+		ends[i] = c.(*net.UnixConn)
+	}
+	return ends[0], ends[1]
+}
+
+// fzAuditOptions keep the shared audit log quiet and small: no fsync on a
+// timer (a background fsync lands in a random input's coverage), and
+// rotation by count only, so a long run keeps at most two files.
+func fzAuditOptions() audit.Options {
+	return audit.Options{MaxSize: 8 << 20, Keep: 1, MinRetention: -1, SyncInterval: 24 * time.Hour,
+		Logger: slog.New(slog.DiscardHandler)}
+}
+
+// fzHarness runs fuzz inputs, each as the whole byte stream of one
+// connection to a Server of its own.
+//
+// Why a Server per input and not one reset between inputs: a CPU profile
+// of BenchmarkFuzzInput shows New and Shutdown well under 1% of an input
+// (Shutdown only waits for the reaper goroutine; nothing is listening).
+// What made the old target slow was opening and closing an audit log per
+// input, the listener's goroutine hand-offs and, above all, unlock delays
+// and coverage noise (see fzSocketBuf, fzAuditOptions, fzWrongUnlocks).
+// A fresh Server starts from empty state by construction (keys, lock,
+// remembered answers, fatigue, audit budgets, connection counts, and
+// whatever state is added later), where a reset has to name every field
+// and silently misses the next one. The audit log and the policy are
+// shared: an input cannot change the policy, and appending to one log is
+// what the agent does all day.
+type fzHarness struct {
+	opts Options
+	// preload adds the keys an input starts with (nil: none).
+	preload func(testing.TB, *Server)
+}
+
+func newFzHarness(tb testing.TB, o Options) *fzHarness {
+	tb.Helper()
+	if o.Audit == nil {
+		al, err := audit.Open(filepath.Join(tb.TempDir(), "audit.jsonl"), fzAuditOptions())
+		if err != nil {
+			tb.Fatalf("open the fuzz audit log: %v", err)
+		}
+		tb.Cleanup(func() { al.Close() })
+		o.Audit = al
+	}
+	return &fzHarness{opts: o}
+}
+
+// fzQuick is how long an input normally takes at most; one that takes
+// longer (a prompt, an unlock delay, replies larger than the socket
+// buffer) gets its replies read while it runs.
+const fzQuick = 250 * time.Millisecond
+
+// serve runs one input on a fresh Server and returns the reply stream.
+// It fails t if the server hangs (neither answers nor closes within
+// limit), if a second connection is not served afterwards, if the
+// connection counts do not return to zero, or if Shutdown does not
+// complete. A panic in any handler kills the fuzz worker, which go test
+// reports as a crash with the input. inspect, if not nil, looks at the
+// server after the input and before Shutdown.
+func (h *fzHarness) serve(t testing.TB, stream []byte, limit time.Duration, inspect func(*Server)) []byte {
+	t.Helper()
+	srv := New(h.opts)
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown after the input: %v", err)
+		}
+	}()
+	if h.preload != nil {
+		h.preload(t, srv)
+	}
+	replies := fzExchange(t, srv, stream, limit)
+	after := fzExchange(t, srv, fzFrame(11), 5*time.Second)
+	if bodies := fzSplit(after); len(bodies) != 1 || bodies[0][0] != 12 {
+		t.Fatalf("a second connection is not served after the input: reply % x, want one identities answer", after)
+	}
+	fzCheckAccounting(t, srv)
+	if inspect != nil {
+		inspect(srv)
+	}
+	return replies
+}
+
+// fzExchange serves stream as one connection on srv and returns
+// everything the server wrote before it closed the connection.
+func fzExchange(t testing.TB, srv *Server, stream []byte, limit time.Duration) []byte {
+	t.Helper()
+	client, server := fzSocketpair(t)
+	defer client.Close()
+	send := func() {
+		_, _ = client.Write(stream)
+		_ = client.CloseWrite()
+	}
+	if len(stream) <= fzSocketBuf/2 {
+		send() // all of it is in the kernel before the server reads
+	} else {
+		go send()
+	}
+	srv.accept(server)
+	done := make(chan struct{})
+	go func() { srv.wg.Wait(); close(done) }()
+	var drained chan []byte
+	select {
+	case <-done:
+	case <-time.After(fzQuick):
+		drained = make(chan []byte, 1)
+		go func() { b, _ := io.ReadAll(client); drained <- b }()
+		select {
+		case <-done:
+		case <-time.After(limit):
+			t.Fatalf("the server neither answered nor closed the connection within %v (%d-byte input)", limit, len(stream))
+		}
+	}
+	if drained != nil {
+		return <-drained // the server has closed its end: the reader ends
+	}
+	_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	replies, err := io.ReadAll(client)
+	if err != nil {
+		t.Fatalf("read the replies: %v", err)
+	}
+	return replies
+}
+
+// fzCheckAccounting: once every connection has ended, nothing is counted
+// against the limits any more. A slot that leaks per connection would
+// lock the user out after enough of them (issue 11).
+func fzCheckAccounting(t testing.TB, srv *Server) {
+	t.Helper()
+	srv.mu.Lock()
+	open, pids, paths, conns := srv.open, len(srv.perPID), len(srv.perPath), len(srv.conns)
+	srv.mu.Unlock()
+	if open != 0 || pids != 0 || paths != 0 || conns != 0 {
+		t.Fatalf("connection accounting after every connection ended: %d open, %d processes, %d forwarded paths, %d tracked; want all 0",
+			open, pids, paths, conns)
+	}
+}
+
+// fzServeInput is FuzzServeFrames' per input work (the benchmark runs it
+// too): the stream on a fresh Server with no keys.
+func fzServeInput(t testing.TB, h *fzHarness, stream []byte) []byte {
+	t.Helper()
+	wrong := fzWrongUnlocks(stream)
+	if wrong > fzMaxWrongUnlocks {
+		t.Skipf("%d unlocks with a wrong passphrase: the agent delays each one longer (0.1 s × n), which would stall the fuzzer", wrong)
+	}
+	limit := 5*time.Second + time.Duration(wrong*(wrong+1)/2)*100*time.Millisecond
+	return h.serve(t, stream, limit, nil)
+}
+
 // FuzzServeFrames feeds arbitrary bytes as one connection's stream into a
-// running Server (a fresh one per input, so a lock or a key from one input
-// does not change the next). The server must not panic or hang: the reply
-// stream ends (the server closes after our end-of-file) before the
-// deadline, a second connection is still served, and Shutdown completes.
+// Server (a fresh one per input, so a lock or a key from one input does
+// not change the next). The server must not panic or hang: the
+// connection ends (the server closes after our end-of-file) before the
+// deadline, a second connection is still served, the connection counts
+// return to zero and Shutdown completes.
 func FuzzServeFrames(f *testing.F) {
 	ltQuietLog(f)
 	for _, s := range fzSeeds(f) {
 		f.Add(s)
 	}
-	dir := f.TempDir()
-	opts := fzOptions(f)
+	h := newFzHarness(f, fzOptions(f))
 	f.Fuzz(func(t *testing.T, stream []byte) {
-		// An audit log of its own per input: its background fsync then
-		// runs at the same point of every input, which keeps coverage
-		// stable enough for the fuzzer to tell new paths from noise.
-		logPath := filepath.Join(dir, "audit.jsonl")
-		al, err := audit.Open(logPath, audit.Options{})
-		if err != nil {
-			t.Fatal(err)
+		fzServeInput(t, h, stream)
+	})
+}
+
+// BenchmarkFuzzInput feeds the seed corpora through the fuzz targets'
+// per-input functions, for profiling (go test -fuzz cannot write a CPU
+// profile):
+//
+//	go test ./agent/ -run '^$' -bench BenchmarkFuzzInput -cpuprofile cpu.out
+func BenchmarkFuzzInput(b *testing.B) {
+	ltQuietLog(b)
+	b.Run("FuzzServeFrames", func(b *testing.B) {
+		seeds := fzSeeds(b)
+		h := newFzHarness(b, fzOptions(b))
+		for i := 0; b.Loop(); i++ {
+			fzServeInput(b, h, seeds[i%len(seeds)])
 		}
-		defer os.Remove(logPath)
-		defer al.Close()
-		o := opts
-		o.Audit = al
-		srv := New(o)
-		l := newFzListener()
-		served := make(chan error, 1)
-		go func() { served <- srv.Serve(l) }()
-		defer func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if err := srv.Shutdown(ctx); err != nil {
-				t.Errorf("shutdown after the input: %v", err)
-			}
-			if err := <-served; err != nil {
-				t.Errorf("serve: %v", err)
-			}
-		}()
-		c := l.dial(t)
-		defer c.Close()
-		u := fzUnlocks(stream)
-		limit := 5*time.Second + time.Duration(u*(u+1)/2)*100*time.Millisecond
-		_ = c.SetDeadline(time.Now().Add(limit))
-		go func() {
-			_, _ = c.Write(stream)
-			_ = c.(*net.UnixConn).CloseWrite()
-		}()
-		if _, err := io.Copy(io.Discard, c); err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				t.Fatalf("the server neither answered nor closed the connection within %v (%d-byte input)", limit, len(stream))
-			}
-		}
-		c2 := l.dial(t)
-		defer c2.Close()
-		_ = c2.SetDeadline(time.Now().Add(5 * time.Second))
-		if _, err := sshagent.NewClient(c2).List(); err != nil {
-			t.Fatalf("a second connection is not served after the input: %v", err)
+	})
+	b.Run("FuzzServeFramesForwarded", func(b *testing.B) {
+		fx := newFzForwarded(b)
+		seeds := fzForwardedSeeds(b, fx)
+		for i := 0; b.Loop(); i++ {
+			s := seeds[i%len(seeds)]
+			fzForwardedInput(b, fx, s.login, s.rest)
 		}
 	})
 }

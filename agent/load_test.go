@@ -507,7 +507,8 @@ func TestDefaultMaxConnsHeld(t *testing.T) {
 		t.Skip("long variant: go test -short=false with SAFE_AGENT_LONG=1")
 	}
 	ltRaiseNoFile(t, 2*DefaultMaxConns+256)
-	_, sock := ltServer(t, Options{})
+	// One process holds them all: no per-process cap or reserve here.
+	_, sock := ltServer(t, Options{MaxConnsPerProcess: -1, ReservedConns: -1})
 	for i := range DefaultMaxConns {
 		c := ltDial(t, sock)
 		c.SetDeadline(time.Now().Add(10 * time.Second))

@@ -31,6 +31,27 @@ type Prompt struct {
 	Remember time.Duration
 	// Reason says why the person is asked: "key added with ssh-add -c".
 	Reason string
+	// Certificate describes the user certificate used, if any: see
+	// CertificateText.
+	Certificate string
+}
+
+// CertificateText describes a user certificate for a prompt or notice:
+// `"alice@corp" for alice, deploy; CA SHA256:…; valid until 2026-12-06 14:05`.
+func CertificateText(keyID string, principals []string, ca string, validBefore time.Time) string {
+	pr := "any user"
+	if len(principals) > 0 {
+		q := make([]string, len(principals))
+		for i, p := range principals {
+			q[i] = word(p)
+		}
+		pr = strings.Join(q, ", ")
+	}
+	until := "no expiry"
+	if !validBefore.IsZero() {
+		until = "valid until " + validBefore.Local().Format("2006-01-02 15:04:05")
+	}
+	return quote(keyID, maxHop) + " for " + pr + "; CA " + clean(ca, maxHop) + "; " + until
 }
 
 // Field length limits, in runes, so a hostile field cannot push the rest
@@ -60,6 +81,9 @@ func (p Prompt) Text() string {
 	b.WriteString("Allow use of key ")
 	b.WriteString(p.keyName())
 	b.WriteString("?\n\n")
+	if p.Certificate != "" {
+		b.WriteString("Certificate: " + clean(p.Certificate, maxField) + "\n")
+	}
 	b.WriteString("To: " + p.purpose() + "\n")
 	b.WriteString("Path: " + p.path() + "\n")
 	b.WriteString("By: " + p.process() + "\n")
@@ -241,6 +265,9 @@ func Notice(p Prompt, allowed bool, reason string) (title, body string) {
 	}
 	var b strings.Builder
 	b.WriteString("Key: " + p.keyName() + "\n")
+	if p.Certificate != "" {
+		b.WriteString("Certificate: " + clean(p.Certificate, maxField) + "\n")
+	}
 	b.WriteString("To: " + p.purpose() + "\n")
 	b.WriteString("Path: " + p.path() + "\n")
 	b.WriteString("By: " + p.process())

@@ -139,15 +139,23 @@ func forwardedSocket(t *testing.T, n *sshNet, env []string) string {
 }
 
 // dialFwd opens a new connection on the forwarded socket: a new agent
-// channel through the user's ssh, which binds it to jump first.
-func dialFwd(t *testing.T, sock string) (net.Conn, sshagent.ExtendedAgent) {
+// channel through the user's ssh, which binds it to jump first. The
+// client reads every reply (x/crypto's client pipelines in a goroutine),
+// so raw floods use dialFwdRaw instead.
+func dialFwd(t *testing.T, sock string) sshagent.ExtendedAgent {
 	t.Helper()
-	c, err := net.Dial("unix", sock)
+	return sshagent.NewClient(dialFwdRaw(t, sock)).(sshagent.ExtendedAgent)
+}
+
+// dialFwdRaw is dialFwd without an agent client.
+func dialFwdRaw(t *testing.T, sock string) net.Conn {
+	t.Helper()
+	c, err := dialUnix(sock)
 	if err != nil {
-		t.Fatalf("dial the forwarded agent on jump: %v", err)
+		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	return c, sshagent.NewClient(c).(sshagent.ExtendedAgent)
+	return c
 }
 
 // sendBind sends one session-bind@openssh.com; an SSH_AGENT_FAILURE
@@ -242,7 +250,7 @@ func (r *rebindingSigner) Sign(_ io.Reader, data []byte) (*ssh.Signature, error)
 // unless the login worked), the signer and the login's error.
 func notHostboundAttack(t *testing.T, n *sshNet, sock string, jump ssh.Signer, userPub ssh.PublicKey, host string) (string, *rebindingSigner, error) {
 	t.Helper()
-	_, ag := dialFwd(t, sock)
+	ag := dialFwd(t, sock)
 	signer := &rebindingSigner{t: t, ag: ag, pub: userPub, jump: jump}
 	hostPub, _, _, _, err := ssh.ParseAuthorizedKey([]byte(n.Hosts[host].HostPub))
 	if err != nil {

@@ -209,7 +209,7 @@ func TestAdversaryCraftedBinds(t *testing.T) {
 
 	// Control: on a fresh forwarded connection, a bound hostbound login
 	// to target (the path the policy allows) is signed.
-	_, ag := dialFwd(t, s.fwdSock)
+	ag := dialFwd(t, s.fwdSock)
 	if bindErr, signErr := s.boundLogin(t, ag, "target"); bindErr != nil || signErr != nil {
 		t.Fatalf("control: a bound login jump→target on a forwarded connection: bind %v, sign %v", bindErr, signErr)
 	}
@@ -248,7 +248,7 @@ func TestAdversaryCraftedBinds(t *testing.T) {
 	probe := s.startLocalProbe()
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, ag := dialFwd(t, s.fwdSock)
+			ag := dialFwd(t, s.fwdSock)
 			from := len(readAudit(t, s.a.Audit))
 			if err := tc.binds(t, ag); !errors.Is(err, sshagent.ErrExtensionUnsupported) {
 				t.Fatalf("crafted bind answered %v, want SSH_AGENT_FAILURE", err)
@@ -289,7 +289,7 @@ func mustBind(t *testing.T, ag sshagent.ExtendedAgent, payload []byte) {
 // it cannot overwrite or forge a row.
 func TestAdversaryCraftedUserNames(t *testing.T) {
 	s := newAdvSetup(t, advAllowPolicy)
-	_, ag := dialFwd(t, s.fwdSock)
+	ag := dialFwd(t, s.fwdSock)
 	from := len(readAudit(t, s.a.Audit))
 	users := []string{"\x1b[2K\rFORGED allowed", "a\nb"}
 	for _, user := range users {
@@ -350,7 +350,7 @@ func TestAdversaryAuditFlood(t *testing.T) {
 
 	const lists = 20000
 	from := len(readAudit(t, s.a.Audit))
-	c, _ := dialFwd(t, s.fwdSock)
+	c := dialFwdRaw(t, s.fwdSock)
 	start := time.Now()
 	if err := floodLists(c, lists); err != nil {
 		t.Fatalf("list flood: %v", err)
@@ -433,7 +433,7 @@ allow = ["other"]
 
 	from := len(readAudit(t, s.a.Audit))
 	listTwice := func() {
-		_, ag := dialFwd(t, s.fwdSock)
+		ag := dialFwd(t, s.fwdSock)
 		for i := 0; i < 2; i++ {
 			keys, err := ag.List()
 			if err != nil || len(keys) != 1 || keys[0].Comment != "user" {

@@ -163,11 +163,16 @@ func startSigner(t testing.TB, a *agentProc, pub ssh.PublicKey, stop <-chan stru
 func TestManyConnectionsHeld(t *testing.T) {
 	need(t, "ssh-add", "openssh-client")
 	held := 1000
+	var args []string
 	if longLoad() {
-		held = agent.DefaultMaxConns - 1 // the signer holds the last slot
+		// The signer holds the last slot; the reserve is kept for other
+		// processes.
+		held = agent.DefaultMaxConns - agent.DefaultReservedConns - 1
+		// One process holds them all: no per-process cap.
+		args = []string{"--max-connections-per-process", "0"}
 	}
 	raiseNoFile(t, uint64(2*held+1024))
-	a := startAgent(t, agentOpts{})
+	a := startAgent(t, agentOpts{args: args})
 	pub := residentKey(t, a)
 	stop := make(chan struct{})
 	s := startSigner(t, a, pub, stop)

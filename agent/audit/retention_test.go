@@ -8,9 +8,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -511,5 +513,27 @@ func TestCheckpointForNamesTheLogsCheckpoint(t *testing.T) {
 		if got := CheckpointFor(in); got != want {
 			t.Errorf("CheckpointFor(%s) = %s, want %s", in, got, want)
 		}
+	}
+}
+
+func TestHealthMeasuresTheRealFileSystem(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("free space is measured on Linux only")
+	}
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	o := testOptions(nil)
+	o.freeSpace = nil // statfs
+	l := mustOpen(t, path, o)
+	defer l.Close()
+	mustAppend(t, l, signRec(1))
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(filepath.Dir(path), &st); err != nil {
+		t.Fatal(err)
+	}
+	h := l.Health()
+	want := st.Bavail * uint64(st.Bsize)
+	diff := int64(h.FreeBytes) - int64(want)
+	if !h.FreeKnown || diff > 64<<20 || diff < -64<<20 || h.Files != 1 || h.OldestKept.IsZero() {
+		t.Errorf("health = %+v; want about %d bytes free, 1 file", h, want)
 	}
 }

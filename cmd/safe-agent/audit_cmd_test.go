@@ -269,7 +269,7 @@ func TestAuditHelpHasExamples(t *testing.T) {
 }
 
 // writeRotatedAuditLog writes records into a log small enough to rotate
-// many times; keepBy is audit.Options.MinRetention.
+// many times, with minRetention as audit.Options.MinRetention.
 func writeRotatedAuditLog(t *testing.T, minRetention time.Duration) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "state", "audit.jsonl")
@@ -279,6 +279,7 @@ func writeRotatedAuditLog(t *testing.T, minRetention time.Duration) string {
 	}
 	for range 8 {
 		for _, r := range auditFixture() {
+			r.Time = time.Time{} // now: retention is by the records' age
 			if err := l.Append(r); err != nil {
 				t.Fatal(err)
 			}
