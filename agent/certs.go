@@ -51,3 +51,12 @@ func certText(c *ssh.Certificate) string {
 	ci := certInfo(c)
 	return notify.CertificateText(ci.KeyID, ci.Principals, ci.CAFingerprint, ci.ValidBefore)
 }
+
+// auditCert identifies a certificate in an audit record (nil for none).
+func auditCert(c *ssh.Certificate) *audit.Cert {
+	if c == nil {
+		return nil
+	}
+	ci := certInfo(c)
+	return &audit.Cert{KeyID: ci.KeyID, Principals: ci.Principals, CAFingerprint: ci.CAFingerprint, ValidAfter: ci.ValidAfter, ValidBefore: ci.ValidBefore}
+}

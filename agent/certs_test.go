@@ -91,6 +91,9 @@ func TestCertificateLeavesAtValidBefore(t *testing.T) {
 	}
 	al.Close()
 	b, _ := os.ReadFile(auditPath)
+	if !strings.Contains(string(b), `"certificate":{"key_id":"alice@corp","principals":["alice"],"ca_fingerprint":"`+ssh.FingerprintSHA256(btKey(t, "ca").PublicKey())+`"`) {
+		t.Errorf("the sign record does not name the certificate:\n%s", b)
+	}
 	if !strings.Contains(string(b), `certificate \"alice@corp\" expired at`) {
 		t.Errorf("no expiry record in the audit log:\n%s", b)
 	}

@@ -367,7 +367,7 @@ func (s *Server) newIdentity(k sshagent.AddedKey) (*Identity, error) {
 }
 
 func auditKey(id *Identity) *audit.Key {
-	return &audit.Key{Fingerprint: id.Fingerprint, Type: id.Type(), Comment: id.Comment}
+	return &audit.Key{Fingerprint: id.Fingerprint, Type: id.Type(), Comment: id.Comment, Cert: auditCert(id.Cert())}
 }
 
 func bytesEqual(a, b []byte) bool { return string(a) == string(b) }

@@ -8,15 +8,16 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
-	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -379,7 +380,9 @@ func fzExchange(t testing.TB, srv *Server, stream []byte, limit time.Duration) [
 	}
 	_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
 	replies, err := io.ReadAll(client)
-	if err != nil {
+	if err != nil && !errors.Is(err, syscall.ECONNRESET) {
+		// ECONNRESET: the server closed with input left unread (after
+		// an oversized frame); every reply before it was read.
 		t.Fatalf("read the replies: %v", err)
 	}
 	return replies
@@ -497,6 +500,55 @@ func TestFuzzSeedsServed(t *testing.T) {
 		}
 		if !bytes.Equal(got, tc.want) {
 			t.Errorf("seed %d: reply types %v, want %v", tc.seed, got, tc.want)
+		}
+	}
+}
+
+// fzSeedNames name fzSeeds in testdata/fuzz/FuzzServeFrames.
+var fzSeedNames = []string{
+	"list", "add-list-sign-remove", "ecdsa-confirm-lifetime-remove-all", "ssh-add-h-restricted", "key-settings",
+	"lock-unlock", "extensions", "openssh92-binds-login", "truncated-header", "short-body", "empty-frame",
+	"oversized-frame", "one-over-max-frame", "unknown-type", "truncated-sign", "truncated-add",
+	"remove-trailing-byte", "truncated-extension", "list-trailing-garbage",
+}
+
+// fzSeedFiles are the seed corpus files of both connection targets, as go
+// test's fuzz format writes them, by path.
+func fzSeedFiles(t testing.TB) map[string]string {
+	t.Helper()
+	files := map[string]string{}
+	seeds := fzSeeds(t)
+	if len(seeds) != len(fzSeedNames) {
+		t.Fatalf("%d seeds but %d names in fzSeedNames", len(seeds), len(fzSeedNames))
+	}
+	for i, s := range seeds {
+		files[filepath.Join("testdata", "fuzz", "FuzzServeFrames", fzSeedNames[i])] = fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", s)
+	}
+	fx := newFzForwarded(t)
+	for _, s := range fzForwardedSeeds(t, fx) {
+		files[filepath.Join("testdata", "fuzz", "FuzzServeFramesForwarded", s.name)] = fmt.Sprintf("go test fuzz v1\nbyte(%q)\n[]byte(%q)\n", s.login, s.rest)
+	}
+	return files
+}
+
+// TestFuzzSeedFiles keeps testdata/fuzz in step with the seeds built here
+// (which f.Add adds too): every seed is on disk as go test reads it.
+// SAFE_AGENT_WRITE_FUZZ_SEEDS=1 writes them.
+func TestFuzzSeedFiles(t *testing.T) {
+	write := os.Getenv("SAFE_AGENT_WRITE_FUZZ_SEEDS") == "1"
+	for path, want := range fzSeedFiles(t) {
+		if write {
+			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(path, []byte(want), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		got, err := os.ReadFile(path)
+		if err != nil || string(got) != want {
+			t.Errorf("%s is missing or out of date (%v): run SAFE_AGENT_WRITE_FUZZ_SEEDS=1 go test ./agent/ -run TestFuzzSeedFiles", path, err)
 		}
 	}
 }

@@ -206,7 +206,7 @@ func (a *connAgent) signRecord(r *signRequest, outcome error) audit.Record {
 		Prompt:  r.prompt,
 	}
 	if r.id != nil {
-		rec.Key = &audit.Key{Fingerprint: r.id.Fingerprint, Type: r.id.Type(), Comment: r.id.Comment}
+		rec.Key = &audit.Key{Fingerprint: r.id.Fingerprint, Type: r.id.Type(), Comment: r.id.Comment, Cert: auditCert(r.cert())}
 	} else if pk, err := ssh.ParsePublicKey(r.blob); err == nil {
 		rec.Key = &audit.Key{Fingerprint: ssh.FingerprintSHA256(pk), Type: pk.Type()}
 	}

@@ -446,6 +446,10 @@ func readReplyType(r io.Reader) (byte, error) {
 // floodLists sends count list requests on c without waiting for replies
 // (a hostile client pipelines), then reads every reply.
 func floodLists(c net.Conn, count int) error {
+	// A stalled agent fails the test instead of hanging it.
+	if err := c.SetDeadline(time.Now().Add(time.Minute)); err != nil {
+		return err
+	}
 	werr := make(chan error, 1)
 	go func() {
 		w := bufio.NewWriterSize(c, 64*1024)

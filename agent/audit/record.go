@@ -86,6 +86,18 @@ type Key struct {
 	Fingerprint string `json:"fingerprint"`
 	Type        string `json:"type,omitempty"`
 	Comment     string `json:"comment,omitempty"`
+	// Cert is the user certificate used, when there was one: held in the
+	// agent, or named by the login for the plain key.
+	Cert *Cert `json:"certificate,omitempty"`
+}
+
+// Cert identifies a user certificate.
+type Cert struct {
+	KeyID         string    `json:"key_id"`
+	Principals    []string  `json:"principals,omitempty"`
+	CAFingerprint string    `json:"ca_fingerprint"`
+	ValidAfter    time.Time `json:"valid_after,omitzero"`
+	ValidBefore   time.Time `json:"valid_before,omitzero"` // zero: forever
 }
 
 // Purpose says what a signature was for.

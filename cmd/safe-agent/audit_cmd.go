@@ -299,14 +299,19 @@ func auditDecision(r audit.Record) string {
 }
 
 func auditKey(k *audit.Key) string {
+	name := ""
 	switch {
 	case k == nil:
 		return "-"
 	case k.Comment != "":
-		return k.Comment
+		name = k.Comment
 	default:
-		return cut(k.Fingerprint, 20)
+		name = cut(k.Fingerprint, 20)
 	}
+	if k.Cert != nil {
+		name += " (cert " + strconv.Quote(k.Cert.KeyID) + ")"
+	}
+	return name
 }
 
 func auditPurpose(r audit.Record) string {

@@ -62,14 +62,22 @@ func setupDaemon(ctx context.Context, cfg serveConfig, logger *slog.Logger) (*da
 		}
 		auditPath = p
 	}
-	al, err := audit.Open(auditPath, audit.Options{Logger: logger})
+	// The notifier sends whatever the agent passes it; the policy's
+	// notify setting (reloadable) filters in the agent.
+	n, err := notify.NewNotifier(notify.NotifyAlways, logger)
+	if err != nil {
+		return nil, err
+	}
+	d.notifier = n
+	auditOpts := audit.Options{Logger: logger, OnRetentionOverride: d.auditSpaceLow}
+	al, err := audit.Open(auditPath, auditOpts)
 	if err != nil && cfg.auditFallback && errors.Is(err, audit.ErrInUse) {
 		// Several `ssh-agent`-style agents may run at once; each keeps
 		// its own chain next to the default log.
 		alt := strings.TrimSuffix(auditPath, ".jsonl") + fmt.Sprintf("-agent-%d.jsonl", os.Getpid())
 		logger.Warn("audit log in use by another agent; this agent writes its own", "path", alt)
 		auditPath = alt
-		al, err = audit.Open(auditPath, audit.Options{Logger: logger})
+		al, err = audit.Open(auditPath, auditOpts)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open audit log: %w (fix its permissions or choose another --audit-log)", err)
@@ -104,14 +112,6 @@ func setupDaemon(ctx context.Context, cfg serveConfig, logger *slog.Logger) (*da
 	default:
 		d.store = keystore.NewMemory()
 	}
-
-	// The notifier sends whatever the agent passes it; the policy's
-	// notify setting (reloadable) filters in the agent.
-	n, err := notify.NewNotifier(notify.NotifyAlways, logger)
-	if err != nil {
-		return nil, err
-	}
-	d.notifier = n
 
 	d.server = agent.New(agent.Options{
 		PromptEnv:          notify.EnvFromList(os.Environ()),
@@ -149,8 +149,23 @@ func (d *daemon) setNotes(n ...string) {
 
 func (d *daemon) currentNotes() []string {
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	return append([]string(nil), d.notes...)
+	notes := append([]string(nil), d.notes...)
+	d.mu.Unlock()
+	if h := d.audit.Health(); h.Reason != "" {
+		notes = append(notes, "audit log: "+h.Reason)
+	}
+	return notes
+}
+
+// auditSpaceLow tells the person that the disk under the audit log is so
+// full that rotation deleted records younger than the retention period:
+// an attack's records may be among them.
+func (d *daemon) auditSpaceLow(h audit.Health) {
+	if d.policy != nil && d.policy.Get().NotifyMode() == policy.NotifyNever {
+		return
+	}
+	d.notifier.Notify("safe-agent: audit log disk nearly full",
+		h.Reason+" Free some space on that disk; `safe-agent status` shows the audit log's state.")
 }
 
 // loadStoredKeys loads every key from the keystore into the agent. When

@@ -228,7 +228,55 @@ func addOne(ctx context.Context, file string, f addFlags, settings keystore.Sett
 	if s := settingsText(settings.Confirm, settings.Allow, settings.Deny, settings.MaxForwardDepth, settings.Lifetime); s != "" {
 		fmt.Fprintf(stdout, "  %s\n", termtext.Escape(s))
 	}
+	if ag != nil {
+		addCertificate(ag, file, priv, comment, settings, stdout)
+	}
 	return nil
+}
+
+// addCertificate loads KEY-cert.pub, when it exists and certifies the key,
+// into the agent beside the key, as ssh-add does. Certificates are not
+// stored in the keyring: they are short-lived and renewed, and the agent
+// drops each at its ValidBefore. A certificate that cannot be added is
+// reported; the key itself is loaded either way.
+func addCertificate(ag sshagent.ExtendedAgent, file string, priv any, comment string, settings keystore.Settings, stdout io.Writer) {
+	certFile := strings.TrimSuffix(file, ".pem") + "-cert.pub"
+	data, err := os.ReadFile(certFile)
+	if err != nil {
+		return
+	}
+	pub, _, _, _, err := ssh.ParseAuthorizedKey(data)
+	cert, ok := pub.(*ssh.Certificate)
+	if err != nil || !ok {
+		fmt.Fprintf(stdout, "  %s is not a certificate: not added\n", certFile)
+		return
+	}
+	signer, err := ssh.NewSignerFromKey(priv)
+	if err != nil || string(signer.PublicKey().Marshal()) != string(cert.Key.Marshal()) {
+		fmt.Fprintf(stdout, "  %s certifies another key: not added\n", certFile)
+		return
+	}
+	ks := agent.KeySettingsConstraint{Allow: settings.Allow, Deny: settings.Deny, MaxForwardDepth: settings.MaxForwardDepth}
+	details, _ := json.Marshal(ks)
+	ak := sshagent.AddedKey{PrivateKey: priv, Certificate: cert, Comment: comment, ConfirmBeforeUse: settings.Confirm,
+		ConstraintExtensions: []sshagent.ConstraintExtension{{ExtensionName: agent.ExtKeySettings, ExtensionDetails: details}}}
+	if settings.Lifetime > 0 {
+		ak.LifetimeSecs = uint32(settings.Lifetime / time.Second)
+	}
+	ci := &agent.CertInfo{KeyID: cert.KeyId, Principals: cert.ValidPrincipals}
+	if cert.ValidAfter != 0 {
+		ci.ValidAfter = time.Unix(int64(min(cert.ValidAfter, 1<<62)), 0)
+	}
+	if cert.ValidBefore != ssh.CertTimeInfinity {
+		ci.ValidBefore = time.Unix(int64(min(cert.ValidBefore, 1<<62)), 0)
+	}
+	left := certTimeLeft(ci, time.Now())
+	if err := ag.Add(ak); err != nil {
+		fmt.Fprintf(stdout, "  certificate %s (%s) not added: %v; renew it, then run this again\n", certFile, left, err)
+		return
+	}
+	fmt.Fprintf(stdout, "  certificate %s %s loaded for this session (%s; not stored: the agent drops it when it expires)\n",
+		certFile, termtext.Escape(strconv.Quote(cert.KeyId)), left)
 }
 
 func keyTypeOf(priv any) string {
