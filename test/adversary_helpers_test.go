@@ -380,6 +380,7 @@ func (p *localProbe) check(t *testing.T) {
 	if p.ok == 0 {
 		t.Error("local ssh-add -l never ran during the attack")
 	}
+	t.Logf("local ssh-add -l worked %d times during the attack", p.ok)
 }
 
 // auditCLI runs `safe-agent audit ARGS` on the agent's log.

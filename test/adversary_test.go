@@ -94,6 +94,7 @@ func TestAdversaryNotHostboundLogin(t *testing.T) {
 		if len(prompts) != 1 {
 			t.Fatalf("%d prompts, want 1 (for the attack): %q", len(prompts), prompts)
 		}
+		t.Logf("prompt:\n%s", prompts[0])
 		checkPromptNotJump(t, prompts[0])
 		// Honest hostbound logins through jump ask nothing.
 		s.mustReach("jump", "target")
