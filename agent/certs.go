@@ -30,10 +30,13 @@ func (s *Server) certExpired(id *Identity) {
 // verifies: the identity's own, or the certificate the login names for
 // the plain key (ssh's CertificateFile).
 func (r *signRequest) cert() *ssh.Certificate {
-	c := r.id.Cert()
-	if c == nil {
-		c = r.what.Cert
+	if c := r.id.Cert(); c != nil {
+		if r.id.policyCert() == nil {
+			return nil
+		}
+		return c
 	}
+	c := r.what.Cert
 	if c == nil {
 		return nil
 	}

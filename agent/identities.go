@@ -13,6 +13,8 @@ import (
 
 	"golang.org/x/crypto/ssh"
 	sshagent "golang.org/x/crypto/ssh/agent"
+
+	"github.com/safe-agent/safe-agent/policy"
 )
 
 // PrivateKey is how the identity table holds a secret: it can sign and it
@@ -64,6 +66,21 @@ type Identity struct {
 	// any lifetime), so reaching it means the certificate expired.
 	CertExpiry bool
 	key        PrivateKey
+
+	certOnce sync.Once
+	certPol  *policy.Cert // Cert() as the policy sees it; nil if none or its CA signature fails
+}
+
+// policyCert is the identity's certificate for policy matching, checked
+// once (a signature verification per request would cost as much as the
+// signature itself).
+func (id *Identity) policyCert() *policy.Cert {
+	id.certOnce.Do(func() {
+		if c := id.Cert(); c != nil {
+			id.certPol, _ = policy.CertOf(c)
+		}
+	})
+	return id.certPol
 }
 
 // Cert is the identity's certificate, or nil for a plain key.

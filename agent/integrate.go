@@ -51,12 +51,11 @@ func (a *connAgent) policyRequest(r *signRequest) policy.Request {
 // certificate that fails it selects no certificate rules.
 func policyKey(id *Identity, named *ssh.Certificate) policy.Key {
 	k := policy.Key{Fingerprint: id.Fingerprint, Comment: id.Comment, Type: id.Type()}
-	cert, _ := id.Public.(*ssh.Certificate)
-	if cert == nil {
-		cert = named
-	}
-	if cert != nil {
-		k.Cert, _ = policy.CertOf(cert)
+	switch {
+	case id.Cert() != nil:
+		k.Cert = id.policyCert()
+	case named != nil:
+		k.Cert, _ = policy.CertOf(named)
 	}
 	return k
 }
