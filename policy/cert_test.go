@@ -103,7 +103,7 @@ allow = ["other.example"]
 
 func TestParseCertMatchErrors(t *testing.T) {
 	for src, want := range map[string]string{
-		"[[key]]\nmatch = \"ca:nope\"\n":   `after ca: write the CA key's fingerprint`,
+		"[[key]]\nmatch = \"ca:nope\"\n":    `after ca: write the CA key's fingerprint`,
 		"[[key]]\nmatch = \"principal:\"\n": `names no principal`,
 	} {
 		_, err := Parse("/etc/policy.toml", []byte(src), files{}.read)
