@@ -10,11 +10,14 @@ package agent
 //     record; what repeats is counted and written as one summary when
 //     the connection ends;
 //   - every record they cause draws on a budget shared by all connections
-//     through the same first forwarding hop (which the user's own ssh
-//     binds, so the far side cannot vary it): auditBurst records at once,
-//     then auditRate a second. What the budget refuses is counted and
-//     written as one summary record a second at most. A signature the
-//     budget cannot record is refused: no signature without its record.
+//     through the same forwarded origin (the path up to the first
+//     forwarding hop, which the user's own ssh binds, so the far side
+//     cannot vary it): auditBurst records at once, then auditRate a
+//     second. Signatures the policy allowed have a budget of their own
+//     (signBurst, signRate), so that lists and refusals cannot starve
+//     real use. What a budget refuses is counted and written as one
+//     summary record a second at most. A signature the budget cannot
+//     record is refused: no signature without its record.
 //
 // Local connections (no hop, no failed bind) are not limited: they are the
 // user's own programs.
@@ -30,8 +33,10 @@ import (
 )
 
 const (
-	auditBurst = 200             // records a forwarded path may write at once
-	auditRate  = 20              // records a second after that
+	auditBurst = 200             // records (other than signatures) a forwarded origin may write at once
+	auditRate  = 20              // a second after that
+	signBurst  = 1000            // signatures a forwarded origin may get at once
+	signRate   = 50              // a second after that
 	summaryGap = 1 * time.Second // at most one summary record a second per path
 )
 
@@ -66,6 +71,18 @@ func originKey(hops []Hop, bindFailed bool) string {
 // take spends one record from origin's budget; false means the record must
 // not be written (it is counted as kind instead).
 func (s *Server) take(origin, kind string, path []audit.Hop) bool {
+	return s.takeFrom(origin, auditBurst, auditRate, kind, path)
+}
+
+// takeSign is take for a signature the policy allowed.
+func (s *Server) takeSign(origin string, path []audit.Hop) bool {
+	if origin == "" {
+		return true
+	}
+	return s.takeFrom(origin+"|sign", signBurst, signRate, "signatures refused by the rate limit", path)
+}
+
+func (s *Server) takeFrom(origin string, burst, rate float64, kind string, path []audit.Hop) bool {
 	if origin == "" {
 		return true
 	}
@@ -78,10 +95,10 @@ func (s *Server) take(origin, kind string, path []audit.Hop) bool {
 	}
 	bg := b.m[origin]
 	if bg == nil {
-		bg = &auditBudget{tokens: auditBurst, last: now, path: path}
+		bg = &auditBudget{tokens: burst, last: now, path: path}
 		b.m[origin] = bg
 	}
-	bg.tokens = min(auditBurst, bg.tokens+now.Sub(bg.last).Seconds()*auditRate)
+	bg.tokens = min(burst, bg.tokens+now.Sub(bg.last).Seconds()*rate)
 	bg.last = now
 	if bg.tokens >= 1 {
 		bg.tokens--
@@ -114,7 +131,7 @@ func (s *Server) flushBudget(origin string) {
 	bg.dropped, bg.pending = nil, false
 	b.mu.Unlock()
 	s.auditEvent(audit.Record{Event: "rate-limited", Decision: "denied", Path: path, Rule: "audit rate limit",
-		Reason: fmt.Sprintf("more than %d records a second through this forwarded path; %s were counted, not recorded one by one (signatures among them were refused)", auditRate, countsText(dropped))})
+		Reason: fmt.Sprintf("too many records a second through this forwarded path; %s were counted, not recorded one by one (signatures among them were refused)", countsText(dropped))})
 	s.log.Warn("audit rate limit: forwarded requests counted, not recorded one by one", "origin", origin, "counts", countsText(dropped))
 }
 
@@ -163,6 +180,8 @@ func (a *connAgent) flushRecords() {
 	if len(a.recs.repeats) == 0 {
 		return
 	}
-	a.srv.auditEvent(audit.Record{Event: "summary", Client: a.auditClient(), Path: a.srv.auditPath(a.bind.Hops),
+	// The summary draws on the origin's budget too: thousands of short
+	// connections must not each add one.
+	a.record("connection summaries", audit.Record{Event: "summary", Client: a.auditClient(), Path: a.srv.auditPath(a.bind.Hops),
 		Detail: "repeated on this connection and not recorded one by one: " + countsText(a.recs.repeats)})
 }

@@ -174,17 +174,20 @@ func (a *connAgent) stepAudit(r *signRequest, outcome error) error {
 		return nil
 	}
 	rec := a.signRecord(r, outcome)
-	kind := "refused signature requests"
+	origin := originKey(r.hops, r.bindFailed)
+	var within bool
 	if outcome == nil {
-		kind = "signatures refused by the rate limit"
+		within = a.srv.takeSign(origin, rec.Path)
+	} else {
+		within = a.srv.take(origin, "refused signature requests", rec.Path)
 	}
-	if !a.srv.take(originKey(r.hops, r.bindFailed), kind, rec.Path) {
+	if !within {
 		// The forwarded path is over its audit budget: counted, and
 		// no signature leaves without its own record.
 		if outcome != nil {
 			return outcome
 		}
-		return &refusal{"audit rate limit", fmt.Sprintf("more than %d requests a second through this forwarded path: the agent records each signature, so it refuses until the rate drops", auditRate)}
+		return &refusal{"audit rate limit", fmt.Sprintf("more than %d signatures a second through this forwarded path: the agent records each signature, so it refuses until the rate drops", signRate)}
 	}
 	if err := a.srv.opts.Audit.Append(rec); err != nil {
 		a.log.Error("audit log write failed; refusing the signature", "err", err)

@@ -115,8 +115,8 @@ func TestOpenSSHRegressAgent(t *testing.T) {
 	t.Logf("OpenSSH regress agent.sh took %v (key types: %s)", time.Since(start).Round(time.Second), strings.Join(keyTypes, " "))
 	if err != nil || !strings.Contains(out, "ok simple agent test") {
 		failed, _ := os.ReadFile(filepath.Join(obj, "failed-regress.log"))
-		t.Fatalf("OpenSSH regress agent.sh against safe-agent ssh-agent: %v\n%s\nfailed-regress.log:\n%s",
-			err, tail(out, 4000), tail(string(failed), 4000))
+		t.Fatalf("OpenSSH regress agent.sh against safe-agent ssh-agent: %v\n%s\nfailed-regress.log:\n%s\nrefused by the agent:\n%s",
+			err, tail(out, 4000), tail(string(failed), 4000), tail(regressRefusals(t, stateDir), 4000))
 	}
 	checkRegressAudit(t, stateDir, keyTypes)
 }
@@ -142,6 +142,22 @@ func regressKeyTypes(t *testing.T, ssh string) []string {
 		t.Fatalf("key types for agent.sh: %q, want ed25519 and neither DSA nor sk-", types)
 	}
 	return types
+}
+
+// regressRefusals lists the requests the suite's agents refused, with
+// the reasons they gave.
+func regressRefusals(t *testing.T, stateDir string) string {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(stateDir, "*.jsonl"))
+	var b strings.Builder
+	for _, f := range files {
+		for _, r := range readAudit(t, f) {
+			if r.Decision == "denied" {
+				fmt.Fprintf(&b, "%s: %s\n", describe(r), r.Reason)
+			}
+		}
+	}
+	return b.String()
 }
 
 // checkRegressAudit checks that the suite really used safe-agent: its
