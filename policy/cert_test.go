@@ -112,3 +112,34 @@ func TestParseCertMatchErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestVisiblePlainKeyForCertificateFile: a plain key may be used with a
+// certificate kept as a file, which a list does not show: it is listed
+// where a certificate section would allow the path, and hidden elsewhere.
+func TestVisiblePlainKeyForCertificateFile(t *testing.T) {
+	w := newWorld(t)
+	src := fmt.Sprintf(`
+known_hosts = ["/kh"]
+[defaults]
+allow = ["nowhere.invalid"]
+[[key]]
+match = "ca:%s"
+allow = ["jump.example", "jump.example>db.internal"]
+`, w.ca.fp())
+	p := mustParse(t, src, files{"/kh": w.knownHosts})
+	fwd := Hop{HostKey: w.jump.pub, Forwarded: true}
+	if ok, why := p.Visible(Request{Key: Key{Comment: "plain"}, Hops: []Hop{fwd}}); !ok {
+		t.Errorf("plain key hidden on jump although a certificate section allows it: %s", why.Reason)
+	}
+	if ok, _ := p.Visible(Request{Key: Key{Comment: "plain"}, Hops: []Hop{fwd, {HostKey: w.db.pub}}}); !ok {
+		t.Error("plain key hidden for jump>db")
+	}
+	ok, why := p.Visible(Request{Key: Key{Comment: "plain"}, Hops: []Hop{fwd, {HostKey: w.other.pub}}})
+	if ok || why.Rule != "defaults allow" {
+		t.Errorf("plain key for jump>other: shown %v (%s)", ok, why.Rule)
+	}
+	// Signing is still decided by the key's own rules without a certificate.
+	if d := p.Decide(Request{Key: Key{Comment: "plain"}, Hops: []Hop{fwd, {HostKey: w.db.pub}}}); d.Verdict != Deny {
+		t.Errorf("plain key without its certificate signs for jump>db: %v %s", d.Verdict, d.Rule)
+	}
+}

@@ -570,7 +570,33 @@ func (p *Policy) Visible(r Request) (bool, Decision) {
 	if !f.refuses() {
 		return true, Decision{}
 	}
+	if r.Key.Cert == nil && p.certAllows(&r) {
+		return true, Decision{}
+	}
 	return false, d.explain(f)
+}
+
+// certAllows: a plain key may be used with a certificate kept as a file
+// (ssh's CertificateFile), which a list request does not show. It stays
+// listed where some certificate section (match "ca:…"/"principal:…") would
+// let the path use it; the sign request is then decided with the
+// certificate the login names, after its CA signature is checked.
+func (p *Policy) certAllows(r *Request) bool {
+	for _, ru := range p.rules {
+		if !ru.kind.certBased() {
+			continue
+		}
+		d, bad := p.newDecider(r)
+		if bad != nil {
+			return false
+		}
+		d.ru, d.listing = ru, true
+		d.allows, d.denies = d.allowLists(), d.denyLists()
+		if !d.evaluateLogin().refuses() {
+			return true
+		}
+	}
+	return false
 }
 
 // HasAllowList reports whether a key's use is limited to allow-listed
