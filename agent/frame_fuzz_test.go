@@ -230,20 +230,21 @@ func fzWrongUnlocks(stream []byte) int {
 }
 
 // fzMaxWrongUnlocks is how many wrong unlocks an input may make: one
-// exercises the delay (0.1 s); more cost 0.1 s × n(n+1)/2 and showed up
-// as the fuzzer stalling for tens of seconds on one input.
+// exercises the delay (0.1 s); n cost 0.1 s × n(n+1)/2, so a mutant that
+// repeats the unlock frame 20 times would take 21 s.
 const fzMaxWrongUnlocks = 1
 
-// fzSocketBuf is the send buffer of both ends of a fuzz connection: the
-// whole input is written before the server reads, and the replies wait in
-// the kernel until the connection has ended, so neither side ever waits
-// for the other. Waiting would make the number of EAGAIN loops in
-// net/internal/poll (instrumented code) vary from run to run, and the
-// fuzzer would take that noise for new coverage.
-const fzSocketBuf = 4 << 20
+// fzInline is the largest input written before the server starts
+// reading: the kernel holds it (a unix socket's default send buffer is
+// 208 KiB), so the server finds every request there at once and never
+// waits for the writer, and its replies wait in the kernel until the
+// connection has ended. Waiting on each other would make the number of
+// EAGAIN loops in net and internal/poll (instrumented code) vary from run
+// to run, and the fuzzer would take that noise for new coverage.
+const fzInline = 64 << 10
 
-// fzSocketpair returns a connected pair of unix stream sockets with large
-// buffers: the client's end and the server's.
+// fzSocketpair returns a connected pair of unix stream sockets: the
+// client's end and the server's.
 func fzSocketpair(t testing.TB) (client, server *net.UnixConn) {
 	t.Helper()
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
@@ -252,9 +253,6 @@ func fzSocketpair(t testing.TB) (client, server *net.UnixConn) {
 	}
 	var ends [2]*net.UnixConn
 	for i, fd := range fds {
-		for _, opt := range []int{syscall.SO_SNDBUF, syscall.SO_RCVBUF} {
-			_ = syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, opt, fzSocketBuf)
-		}
 		f := os.NewFile(uintptr(fd), "socketpair")
 		c, err := net.FileConn(f)
 		f.Close()
@@ -277,12 +275,15 @@ func fzAuditOptions() audit.Options {
 // fzHarness runs fuzz inputs, each as the whole byte stream of one
 // connection to a Server of its own.
 //
-// Why a Server per input and not one reset between inputs: a CPU profile
-// of BenchmarkFuzzInput shows New and Shutdown well under 1% of an input
-// (Shutdown only waits for the reaper goroutine; nothing is listening).
-// What made the old target slow was opening and closing an audit log per
-// input, the listener's goroutine hand-offs and, above all, unlock delays
-// and coverage noise (see fzSocketBuf, fzAuditOptions, fzWrongUnlocks).
+// Why a Server per input and not one reset between inputs: New and
+// Shutdown take about 5 µs of an input's 300-900 µs (BenchmarkFuzzInput's
+// CPU profile; Shutdown only waits for the reaper goroutine, nothing is
+// listening). The old target's time went to an audit log opened and
+// closed per input, a listener and goroutine hand-offs per connection,
+// mutants repeating a wrong unlock (0.1 s × n(n+1)/2), and go test's
+// minimizing of each new input (see scripts/fuzz.sh). What is left is
+// mostly syscalls: two socketpairs, one read and write per request, one
+// write per audit record, and the host-key signature checks of binds.
 // A fresh Server starts from empty state by construction (keys, lock,
 // remembered answers, fatigue, audit budgets, connection counts, and
 // whatever state is added later), where a reset has to name every field
@@ -345,8 +346,33 @@ func (h *fzHarness) serve(t testing.TB, stream []byte, limit time.Duration, insp
 	return replies
 }
 
+// fzPeer is the client of every fuzz connection: this process's user,
+// and a pid no process can have (above Linux's PID_MAX_LIMIT), so the
+// agent's look-up of the client's process chain fails at once. Who the
+// client is does not depend on the input, and reading this process's
+// real chain (six /proc files) was a quarter of an input's time; the
+// real path (SO_PEERCRED, /proc) is what TestMaxConns and the end-to-end
+// tests use.
+var fzPeer = Peer{PID: 1<<22 + 1, UID: os.Geteuid()}
+
+// fzServeConn is what Server.accept does for a connection from fzPeer,
+// run in this goroutine instead of a new one: the goroutine hand-offs
+// (accept's goroutine, a waiter on the server's WaitGroup) cost as much
+// as serving a short input. A panic in a handler is then a panic in the
+// fuzz function, which go test reports with the input.
+func fzServeConn(t testing.TB, srv *Server, uc *net.UnixConn) {
+	t.Helper()
+	if why := srv.admit(fzPeer.PID); why != "" {
+		uc.Close()
+		t.Fatalf("connection refused: %s", why)
+	}
+	srv.release(fzPeer.PID, srv.handle(uc, fzPeer))
+}
+
 // fzExchange serves stream as one connection on srv and returns
-// everything the server wrote before it closed the connection.
+// everything the server wrote before it closed the connection. A server
+// that neither answers nor closes within limit is a hang: the process
+// panics with the input's size (the fuzzer reports it as a crasher).
 func fzExchange(t testing.TB, srv *Server, stream []byte, limit time.Duration) []byte {
 	t.Helper()
 	client, server := fzSocketpair(t)
@@ -355,27 +381,29 @@ func fzExchange(t testing.TB, srv *Server, stream []byte, limit time.Duration) [
 		_, _ = client.Write(stream)
 		_ = client.CloseWrite()
 	}
-	if len(stream) <= fzSocketBuf/2 {
+	if len(stream) <= fzInline {
 		send() // all of it is in the kernel before the server reads
 	} else {
 		go send()
 	}
-	srv.accept(server)
-	done := make(chan struct{})
-	go func() { srv.wg.Wait(); close(done) }()
-	var drained chan []byte
-	select {
-	case <-done:
-	case <-time.After(fzQuick):
-		drained = make(chan []byte, 1)
-		go func() { b, _ := io.ReadAll(client); drained <- b }()
-		select {
-		case <-done:
-		case <-time.After(limit):
-			t.Fatalf("the server neither answered nor closed the connection within %v (%d-byte input)", limit, len(stream))
-		}
-	}
-	if drained != nil {
+	// A slow input (a prompt, an unlock delay) or replies that fill the
+	// socket buffer: read the replies while the server works.
+	drained := make(chan []byte, 1)
+	slow := time.AfterFunc(fzQuick, func() {
+		b, _ := io.ReadAll(client)
+		drained <- b
+	})
+	hang := time.AfterFunc(limit, func() {
+		panic(fmt.Sprintf("the server neither answered nor closed the connection within %v (%d-byte input)", limit, len(stream)))
+	})
+	// Deferred as well: after a panic in a handler (which go test
+	// reports with the input) the timers must not fire during the next
+	// input.
+	defer hang.Stop()
+	defer slow.Stop()
+	fzServeConn(t, srv, server)
+	hang.Stop()
+	if !slow.Stop() {
 		return <-drained // the server has closed its end: the reader ends
 	}
 	_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
