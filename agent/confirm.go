@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/safe-agent/safe-agent/agent/audit"
@@ -61,10 +62,82 @@ func (c *envConfirmer) Confirm(ctx context.Context, text string) (bool, error) {
 		}
 	}
 	conf, err := notify.NewConfirmer(c.kind, env, c.srv.log)
+	if !env.HasDisplay() {
+		// No desktop: ask in a tmux popup where the client runs, if it
+		// runs in a terminal inside tmux.
+		conf, err = notify.OrTmux(conf, err, c.srv.tmux.get(text), c.srv.tmuxOptions(env))
+	}
 	if err != nil {
 		return false, err
 	}
 	return conf.Confirm(ctx, text)
+}
+
+// tmuxOptions: the popup runs this very program's hidden tmux-prompt
+// command.
+func (s *Server) tmuxOptions(env notify.Env) notify.TmuxOptions {
+	exe, err := os.Executable()
+	if err != nil {
+		exe = ""
+	}
+	return notify.TmuxOptions{Helper: []string{exe, "tmux-prompt"}, Env: env, Logger: s.log}
+}
+
+// tmuxTargets remembers, for each prompt waiting to be shown, the tmux of
+// the client that asked. The Asker hands the Confirmer only the prompt's
+// text, and that text names the requesting process chain with pids, so
+// it tells clients apart.
+type tmuxTargets struct {
+	mu sync.Mutex
+	m  map[string]*tmuxEntry
+}
+
+type tmuxEntry struct {
+	t *notify.TmuxTarget
+	n int // requests waiting with this text
+}
+
+func (tt *tmuxTargets) add(text string, t *notify.TmuxTarget) {
+	tt.mu.Lock()
+	defer tt.mu.Unlock()
+	if tt.m == nil {
+		tt.m = map[string]*tmuxEntry{}
+	}
+	e := tt.m[text]
+	if e == nil {
+		e = &tmuxEntry{}
+		tt.m[text] = e
+	}
+	e.t, e.n = t, e.n+1
+}
+
+func (tt *tmuxTargets) done(text string) {
+	tt.mu.Lock()
+	defer tt.mu.Unlock()
+	if e := tt.m[text]; e != nil {
+		if e.n--; e.n <= 0 {
+			delete(tt.m, text)
+		}
+	}
+}
+
+func (tt *tmuxTargets) get(text string) *notify.TmuxTarget {
+	tt.mu.Lock()
+	defer tt.mu.Unlock()
+	if e := tt.m[text]; e != nil {
+		return e.t
+	}
+	return nil
+}
+
+// clientTmux finds the tmux of a client with no display, for a popup.
+func (s *Server) clientTmux(pid int) *notify.TmuxTarget {
+	t, err := notify.FindTmux(pid)
+	if err != nil {
+		s.log.Debug("no tmux popup for this client", "pid", pid, "err", err)
+		return nil
+	}
+	return t
 }
 
 // readClientEnv reads the display variables of a local client process.
@@ -99,7 +172,10 @@ func programIdentity(p Peer) string {
 func (s *Server) purposeText(r *signRequest) string {
 	switch r.what.Kind {
 	case SignLogin:
-		return notify.PurposeLogin(r.what.User, s.requestDest(r))
+		if dest := s.requestDest(r); dest != "" {
+			return notify.PurposeLogin(r.what.User, dest)
+		}
+		return notify.PurposeLoginUnknownHost(r.what.User)
 	case SignSSHSIG:
 		return notify.PurposeSSHSIG(r.what.Namespace)
 	}
@@ -135,14 +211,26 @@ func (s *Server) confirm(a *connAgent, r *signRequest) error {
 		Prompt: notify.Prompt{
 			KeyComment: r.id.Comment, KeyFingerprint: r.id.Fingerprint,
 			Purpose: purpose, Path: s.pathList(r), Process: a.peer.Chain,
-			Reason:      "policy rule " + r.decision.Rule,
+			Reason:      askReason(r.decision),
 			Certificate: certText(r.cert()),
 		},
 		Remember: r.decision.Remember,
 	}
+	var tmuxText string
+	if !s.opts.PromptEnv.HasDisplay() && readClientEnv(a.peer.PID) == nil {
+		if t := s.clientTmux(a.peer.PID); t != nil {
+			p := q.Prompt
+			p.Remember = q.Remember // as the Asker shows it
+			tmuxText = p.Text()
+			s.tmux.add(tmuxText, t)
+		}
+	}
 	ctx, stop := a.conn.untilHangup()
 	ans := asker.Ask(ctx, q)
 	stop()
+	if tmuxText != "" {
+		s.tmux.done(tmuxText)
+	}
 	r.prompt = &audit.Prompt{Outcome: string(ans.Outcome), WaitMS: ans.Waited.Milliseconds()}
 	if ans.Yes {
 		return nil

@@ -230,12 +230,11 @@ func (s *Server) requestPathText(r *signRequest) string {
 	return strings.Join(s.pathParts(s.requestPath(r)), " → ")
 }
 
-// requestDest names where a login goes: its bound destination, else "an
-// unknown host".
+// requestDest names where a login goes: its bound destination, else "".
 func (s *Server) requestDest(r *signRequest) string {
 	hops, tail := s.requestPath(r)
 	if tail != "" || len(hops) == 0 {
-		return "an unknown host"
+		return ""
 	}
 	return s.hopName(hops[len(hops)-1])
 }

@@ -168,6 +168,16 @@ func PurposeLogin(user, host string) string {
 	return "log in as " + word(user) + " on " + word(host)
 }
 
+// PurposeLoginUnknownHost is the purpose of a login whose destination the
+// agent cannot name (no session-bind for it, or a plain "publickey" login
+// through a forwarded agent).
+func PurposeLoginUnknownHost(user string) string {
+	if user == "" {
+		return "log in on an unknown host"
+	}
+	return "log in as " + word(user) + " on an unknown host"
+}
+
 // PurposeSSHSIG is the purpose of an SSHSIG signature (ssh-keygen -Y sign)
 // in namespace.
 func PurposeSSHSIG(namespace string) string {

@@ -134,6 +134,8 @@ func TestPurposes(t *testing.T) {
 		{PurposeLogin("", "db.internal"), "log in on db.internal"},
 		{PurposeLogin("deploy", ""), "log in as deploy"},
 		{PurposeLogin("", ""), "log in"},
+		{PurposeLoginUnknownHost("root"), "log in as root on an unknown host"},
+		{PurposeLoginUnknownHost("a b"), `log in as "a b" on an unknown host`},
 		{PurposeSSHSIG("git"), "sign a git commit or tag"},
 		{PurposeSSHSIG("file"), "sign a file"},
 		{PurposeSSHSIG("backup@example.com"), `sign data in namespace "backup@example.com"`},
