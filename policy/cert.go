@@ -3,6 +3,7 @@ package policy
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -55,18 +56,7 @@ func certTimeOf(t uint64) time.Time {
 func (c *Cert) Text() string {
 	pr := "no principals"
 	if len(c.Principals) > 0 {
-		pr = "principals " + joinComma(c.Principals)
+		pr = "principals " + strings.Join(c.Principals, ", ")
 	}
 	return fmt.Sprintf("certificate %q (%s; CA %s)", c.KeyID, pr, c.CA)
-}
-
-func joinComma(ss []string) string {
-	out := ""
-	for i, s := range ss {
-		if i > 0 {
-			out += ", "
-		}
-		out += s
-	}
-	return out
 }
