@@ -243,35 +243,7 @@ func TestCertExpiresAtValidBefore(t *testing.T) {
 // key in the other, and no private key file left.
 func certUserWith(t *testing.T, n *sshNet, ca *userCA, id, principals, policy string) *certUser {
 	t.Helper()
-	dir := t.TempDir()
-	priv, pubDir := filepath.Join(dir, "priv"), filepath.Join(dir, "pub")
-	for _, d := range []string{priv, pubDir} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	key := newKey(t, priv, id, "ed25519", 0)
-	cert := ca.sign(key+".pub", id, principals, "-5m:+1h")
-	u := &certUser{id: id, keyFP: fingerprintOf(t, key+".pub"), pub: filepath.Join(pubDir, "user.pub"), cert: filepath.Join(pubDir, "cert.pub")}
-	copyFile(t, key+".pub", u.pub)
-	copyFile(t, cert, u.cert)
-	u.inAgent = startAgent(t, agentOpts{policy: policy})
-	u.inAgent.mustRun("ssh-add", key)
-	if out := u.inAgent.mustRun("ssh-add", "-L"); !strings.Contains(out, "-cert-v01@openssh.com ") {
-		t.Fatalf("ssh-add %s did not add its certificate:\n%s", key, out)
-	}
-	u.keyOnly = startAgent(t, agentOpts{policy: policy})
-	u.keyOnly.mustRun("ssh-add", "-k", key)
-	if out := u.keyOnly.mustRun("ssh-add", "-L"); strings.Contains(out, "-cert-v01@openssh.com ") {
-		t.Fatalf("ssh-add -k added a certificate:\n%s", out)
-	}
-	if err := os.RemoveAll(priv); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return u
+	return makeCertUser(t, ca, id, "ed25519", 0, id, principals, policy)
 }
 
 // certSigns is the agent's sign records of one login, described, after

@@ -71,26 +71,32 @@ type certUser struct {
 
 func newCertUser(t *testing.T, n *sshNet, ca *userCA, typ string, bits int, id, policy string) *certUser {
 	t.Helper()
+	return makeCertUser(t, ca, "user", typ, bits, id, currentUser(t), n.policy(policy))
+}
+
+// makeCertUser is newCertUser with the key's file name, the certificate's
+// principals and the whole policy text given.
+func makeCertUser(t *testing.T, ca *userCA, keyName, typ string, bits int, id, principals, policyText string) *certUser {
+	t.Helper()
 	dir := t.TempDir()
-	priv := filepath.Join(dir, "priv")
-	pubDir := filepath.Join(dir, "pub")
+	priv, pubDir := filepath.Join(dir, "priv"), filepath.Join(dir, "pub")
 	for _, d := range []string{priv, pubDir} {
 		if err := os.Mkdir(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	key := newKey(t, priv, "user", typ, bits)
-	cert := ca.sign(key+".pub", id, currentUser(t), "-5m:+1h")
+	key := newKey(t, priv, keyName, typ, bits)
+	cert := ca.sign(key+".pub", id, principals, "-5m:+1h")
 	u := &certUser{id: id, keyFP: fingerprintOf(t, key+".pub"), pub: filepath.Join(pubDir, "user.pub"), cert: filepath.Join(pubDir, "cert.pub")}
 	copyFile(t, key+".pub", u.pub)
 	copyFile(t, cert, u.cert)
 
-	u.inAgent = startAgent(t, agentOpts{policy: n.policy(policy)})
+	u.inAgent = startAgent(t, agentOpts{policy: policyText})
 	u.inAgent.mustRun("ssh-add", key)
 	if out := u.inAgent.mustRun("ssh-add", "-L"); !strings.Contains(out, "-cert-v01@openssh.com ") {
 		t.Fatalf("ssh-add %s did not add %s:\n%s", key, cert, out)
 	}
-	u.keyOnly = startAgent(t, agentOpts{policy: n.policy(policy)})
+	u.keyOnly = startAgent(t, agentOpts{policy: policyText})
 	u.keyOnly.mustRun("ssh-add", "-k", key)
 	if out := u.keyOnly.mustRun("ssh-add", "-L"); strings.Contains(out, "-cert-v01@openssh.com ") {
 		t.Fatalf("ssh-add -k added a certificate:\n%s", out)
