@@ -191,12 +191,13 @@ func (f *frameReader) Write(p []byte) (int, error) { return f.c.Write(p) }
 // connAgent is the ExtendedAgent for one connection. ServeAgent calls it
 // from a single goroutine, so its per-connection state needs no lock.
 type connAgent struct {
-	srv  *Server
-	conn *serverConn
-	peer Peer
-	log  *slog.Logger
-	bind BindState
-	recs connRecords // what this connection has written to the audit log
+	srv     *Server
+	conn    *serverConn
+	peer    Peer
+	log     *slog.Logger
+	bind    BindState
+	recs    connRecords   // what this connection has written to the audit log
+	refused refusalMemory // when the person last refused a prompt here (agent/refusalmemory.go)
 }
 
 var errLocked = errors.New("agent is locked")
@@ -242,7 +243,7 @@ func (a *connAgent) List() ([]*sshagent.Key, error) {
 	hidden := len(ids) - len(out)
 	a.log.Info("list through a forwarded agent", "path", path, "shown", len(out), "keys hidden by policy", hidden)
 	a.record("list", audit.Record{Event: "list", Decision: "allowed", Client: a.auditClient(), Path: a.srv.auditPath(a.bind.Hops),
-		Detail: fmt.Sprintf("%d keys shown, %d hidden (not usable from this path)", len(out), hidden)})
+		Detail: fmt.Sprintf("%d %s shown, %d hidden (not usable from this path)", len(out), map[bool]string{true: "key", false: "keys"}[len(out) == 1], hidden)})
 	return out, nil
 }
 

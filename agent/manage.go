@@ -94,6 +94,7 @@ type Status struct {
 	// RestrictedKeys counts the loaded keys with an allow list (the
 	// policy's or their own).
 	RestrictedKeys int `json:"restricted_keys,omitempty"`
+	PromptStatus
 }
 
 // UnboundClient is one program that signed logins without a session-bind.
@@ -193,7 +194,7 @@ func (a *connAgent) manage(name string) ([]byte, error) {
 		}
 		v = infos
 	case ExtStatus:
-		v = a.srv.Status()
+		v = a.statusFor()
 	case ExtForget:
 		n := a.srv.forget()
 		a.log.Info("remembered confirmations cleared", "count", n)

@@ -65,7 +65,7 @@ func (a *connAgent) sign(blob, data []byte, flags sshagent.SignatureFlags) (*ssh
 		err = a.stepDecide(r)
 	}
 	if err == nil {
-		err = a.stepConfirm(r)
+		err = a.stepConfirmRemembering(r) // stepConfirm, after a refusal on this connection (refusalmemory.go)
 	}
 	if err == nil {
 		err = a.stepSign(r)

@@ -116,6 +116,7 @@ type Server struct {
 	asker     *notify.Asker
 	askerKey  string
 	clientEnv atomic.Pointer[notify.Env]
+	tmux      tmuxTargets // prompt text → the requesting client's tmux (no display)
 	reapDone  chan struct{}
 }
 

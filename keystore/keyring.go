@@ -107,8 +107,10 @@ func (e *unavailableError) Error() string {
 	}
 	return e.msg + " (" + e.cause.Error() + ")"
 }
-func (e *unavailableError) Unwrap() error        { return e.cause }
-func (e *unavailableError) Is(target error) bool { return target == ErrUnavailable }
+func (e *unavailableError) Unwrap() error { return e.cause }
+func (e *unavailableError) Is(target error) bool {
+	return target == ErrUnavailable || target == ErrLocked && e.msg == msgLocked
+}
 
 const (
 	msgNoSecretService = "no Secret Service on the session bus: start gnome-keyring-daemon (or KeePassXC with Secret Service enabled), or run with --keystore none"
@@ -423,6 +425,31 @@ func (k *Keyring) Load(ctx context.Context) (keys []StoredKey, problems []error,
 		}
 	}
 	return keys, problems, nil
+}
+
+// Get reads one key the index lists. An item the index does not list is
+// not stored (Load would not load it): ErrNotFound.
+func (k *Keyring) Get(ctx context.Context, fingerprint string) (StoredKey, error) {
+	fps, err := k.readIndex(ctx)
+	if err != nil {
+		return StoredKey{}, fmt.Errorf("read key %s: %w", fingerprint, err)
+	}
+	if !slices.Contains(fps, fingerprint) {
+		return StoredKey{}, fmt.Errorf("%s: %w", fingerprint, ErrNotFound)
+	}
+	var sk StoredKey
+	WithSecretErasure(func() { sk, err = k.loadOne(ctx, fingerprint) })
+	switch {
+	case errors.Is(err, errNotFound):
+		return StoredKey{}, fmt.Errorf("%s: listed in the keyring index but its item is missing: %w", fingerprint, ErrNotFound)
+	case errors.Is(err, errCorrupt):
+		// Nothing can be kept from a damaged item: adding the key again
+		// replaces it, as Load's message tells the user to do.
+		return StoredKey{}, fmt.Errorf("%s: its keyring item is damaged (%v): %w", fingerprint, err, ErrNotFound)
+	case err != nil:
+		return StoredKey{}, fmt.Errorf("read key %s: %w", fingerprint, err)
+	}
+	return sk, nil
 }
 
 func (k *Keyring) loadOne(ctx context.Context, fp string) (StoredKey, error) {

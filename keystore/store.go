@@ -14,6 +14,10 @@ import (
 // no answer in time). The agent keeps serving and retries loading later.
 var ErrUnavailable = errors.New("keyring unavailable")
 
+// ErrLocked is wrapped, with ErrUnavailable, by Store errors that mean the
+// keyring is locked: the user can unlock it and try again.
+var ErrLocked = errors.New("keyring locked")
+
 // ErrNotFound is returned by Store.Delete for a key that is not stored.
 var ErrNotFound = errors.New("key is not in the keystore")
 
@@ -68,6 +72,10 @@ type Store interface {
 	// load; err is for the store as a whole (errors.Is(err, ErrUnavailable)
 	// when it cannot be reached now). Callers wipe each PrivateKeyPEM.
 	Load(ctx context.Context) (keys []StoredKey, problems []error, err error)
+	// Get returns one stored key (to keep its settings when it is added
+	// again); ErrNotFound when it is not stored. The caller wipes its
+	// PrivateKeyPEM.
+	Get(ctx context.Context, fingerprint string) (StoredKey, error)
 	// Delete removes a key: index entry first, then the item. A key that
 	// is not stored gives ErrNotFound.
 	Delete(ctx context.Context, fingerprint string) error
@@ -97,6 +105,9 @@ type noneStore struct{}
 func (noneStore) Put(ctx context.Context, k StoredKey) error { return nil }
 func (noneStore) Load(ctx context.Context) ([]StoredKey, []error, error) {
 	return nil, nil, nil
+}
+func (noneStore) Get(ctx context.Context, fingerprint string) (StoredKey, error) {
+	return StoredKey{}, fmt.Errorf("%s: %w (--keystore none keeps nothing)", fingerprint, ErrNotFound)
 }
 func (noneStore) Delete(ctx context.Context, fingerprint string) error {
 	return fmt.Errorf("%s: %w (--keystore none keeps nothing)", fingerprint, ErrNotFound)

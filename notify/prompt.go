@@ -70,7 +70,7 @@ const (
 //	To: log in as deploy on db.internal
 //	Path: here → jump.example (forwarded) → db.internal
 //	By: ssh (1234) ← git (1200) ← zsh (1000)
-//	Asked because: key added with ssh-add -c
+//	Asked because key added with ssh-add -c
 //
 //	A yes is remembered for 5m for this key, path and program.
 //
@@ -88,7 +88,7 @@ func (p Prompt) Text() string {
 	b.WriteString("Path: " + p.path() + "\n")
 	b.WriteString("By: " + p.process() + "\n")
 	if p.Reason != "" {
-		b.WriteString("Asked because: " + clean(p.Reason, maxField) + "\n")
+		b.WriteString("Asked because " + clean(p.Reason, maxField) + "\n")
 	}
 	b.WriteString("\n")
 	if p.Remember > 0 {

@@ -31,7 +31,7 @@ func TestPromptText(t *testing.T) {
 To: log in as deploy on db.internal
 Path: here → jump.example (forwarded) → db.internal
 By: ssh (1234) ← git (1200) ← zsh (1000)
-Asked because: forwarded use of this key needs confirmation
+Asked because forwarded use of this key needs confirmation
 
 A yes is remembered for 5m for this key, path and program.`,
 		},
@@ -101,7 +101,7 @@ func TestPromptTextEscapesHostileFields(t *testing.T) {
 		`To: log in as "root\nPath: here" on db.internal`,
 		`Path: here → evil\u202etxt.exe → a\x00b`,
 		`By: ssh\n\nTo: sign a git commit or tag`,
-		`Asked because: x\u2028y`,
+		`Asked because x\u2028y`,
 		``,
 		`Nothing is remembered.`,
 	}
@@ -212,7 +212,7 @@ func FuzzPromptText(f *testing.F) {
 		lines := strings.Split(got, "\n")
 		labels := []string{"Allow use of key ", "", "To: ", "Path: ", "By: "}
 		if reason != "" {
-			labels = append(labels, "Asked because: ")
+			labels = append(labels, "Asked because ")
 		}
 		labels = append(labels, "", "")
 		if len(lines) != len(labels) {

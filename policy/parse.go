@@ -42,7 +42,7 @@ func (es FileErrors) Error() string {
 const maxErrors = 20
 
 var (
-	topFields  = []string{"known_hosts", "unknown_destination", "prompt", "confirm_timeout", "notify", "defaults", "key"}
+	topFields  = []string{"known_hosts", "unknown_destination", "prompt", "confirm_timeout", "notify", "refusal_memory", "audit_mirror", "defaults", "key"}
 	ruleFields = []string{"allow", "deny", "max_forward_depth", "confirm", "remember", "namespaces"}
 	keyFields  = append([]string{"match"}, ruleFields...)
 )
@@ -169,9 +169,22 @@ func (c *checker) policy(raw map[string]any) *Policy {
 			p.confirmTimeout = d
 		}
 	}
+	if v, ok := raw["refusal_memory"]; ok {
+		if d, ok := c.duration("refusal_memory", v); ok {
+			if d < 0 || d > MaxRefusalMemory {
+				c.bad("refusal_memory", "refusal_memory must be between \"0s\" (off) and \"10m\", like \"10s\"")
+			}
+			p.refusalMemory = d
+		}
+	}
 	if v, ok := raw["notify"]; ok {
 		if s := c.enum("notify", v, "never", "denied", "forwarded", "always"); s != "" {
 			p.notify = Notify(s)
+		}
+	}
+	if v, ok := raw["audit_mirror"]; ok {
+		if s := c.enum("audit_mirror", v, "none", "journal", "syslog"); s != "" {
+			p.auditMirror = s
 		}
 	}
 	if v, ok := raw["defaults"]; ok {

@@ -12,6 +12,8 @@
 //	unknown_destination = "confirm"
 //	confirm_timeout     = "30s"
 //	notify              = "denied"
+//	refusal_memory      = "10s"
+//	audit_mirror        = "none"  # or "journal", "syslog": a copy of each audit record
 //	[defaults]
 //	confirm             = "forwarded"
 //	max_forward_depth   = 1
@@ -108,6 +110,17 @@ const (
 // DefaultConfirmTimeout is how long a prompt waits when the file does not
 // set confirm_timeout.
 const DefaultConfirmTimeout = 30 * time.Second
+
+// DefaultRefusalMemory is how long a "no" (or an unanswered prompt) on a
+// connection refuses that connection's further sign requests, when the
+// file does not set refusal_memory: ssh offers the next key right after a
+// refusal, and asking again about the request just refused is a second
+// chance to click yes by mistake.
+const DefaultRefusalMemory = 10 * time.Second
+
+// MaxRefusalMemory bounds refusal_memory: it is meant to cover ssh
+// offering its other keys, not to lock a connection out for long.
+const MaxRefusalMemory = 10 * time.Minute
 
 // Hop is one verified session-bind, in path order.
 type Hop struct {
@@ -223,6 +236,8 @@ type Policy struct {
 	prompt         string
 	confirmTimeout time.Duration
 	notify         Notify
+	refusalMemory  time.Duration
+	auditMirror    string // "journal", "syslog"; "" or "none": no mirror
 
 	defaults *rule
 	rules    []*rule
@@ -257,6 +272,7 @@ func Default() *Policy {
 		unknownDest:    Confirm,
 		confirmTimeout: DefaultConfirmTimeout,
 		notify:         NotifyDenied,
+		refusalMemory:  DefaultRefusalMemory,
 		defaults:       builtinDefaults(),
 		index:          newHostIndex(),
 	}
@@ -315,6 +331,19 @@ func (p *Policy) Prompt() string { return p.prompt }
 
 // ConfirmTimeout is how long a prompt may wait for an answer.
 func (p *Policy) ConfirmTimeout() time.Duration { return p.confirmTimeout }
+
+// RefusalMemory is how long a refused prompt on a connection refuses that
+// connection's later sign requests, for every key (0: not at all).
+func (p *Policy) RefusalMemory() time.Duration { return p.refusalMemory }
+
+// AuditMirror is where audit records are copied besides the audit file:
+// "journal", "syslog" or "none" (the default).
+func (p *Policy) AuditMirror() string {
+	if p.auditMirror == "" {
+		return "none"
+	}
+	return p.auditMirror
+}
 
 // NotifyMode is when to tell the person about decisions.
 func (p *Policy) NotifyMode() Notify { return p.notify }

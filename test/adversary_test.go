@@ -325,7 +325,7 @@ func TestAdversaryCraftedUserNames(t *testing.T) {
 	if len(lines) != len(recs)+1 {
 		t.Errorf("the table has %d rows for %d records: a user name broke a line\n%s", len(lines)-1, len(recs), table)
 	}
-	row := regexp.MustCompile(`^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d  `)
+	row := regexp.MustCompile(`^\d+ +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d  `) // SEQ, TIME
 	for _, l := range lines[1:] {
 		if strings.Contains(l, "FORGED") || strings.Contains(l, "log in as a") {
 			t.Logf("table row: %s", l)

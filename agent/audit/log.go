@@ -96,6 +96,7 @@ type Log struct {
 	syncErr    error  // the last fsync failed; refuse until one succeeds
 	retryAt    time.Time
 	closed     bool
+	mirror     *mirror // copies to the system log (SetMirror); nil: none
 
 	// Retention state for Health.
 	files             int
@@ -371,6 +372,7 @@ func (l *Log) append(r Record) error {
 	if l.oldestKept.IsZero() {
 		l.oldestKept = r.Time // the first record of a new log
 	}
+	l.mirror.send(first, &r)
 	return nil
 }
 
@@ -628,7 +630,10 @@ func (l *Log) Close() error {
 	l.closed = true
 	f := l.f
 	l.f = nil
+	m := l.mirror
+	l.mirror = nil
 	l.mu.Unlock()
+	m.stop()
 	close(l.stop)
 	<-l.done
 	l.bg.Wait()

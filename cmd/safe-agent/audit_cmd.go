@@ -14,12 +14,10 @@ import (
 	"strings"
 	"syscall"
 	"time"
-	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
 	"github.com/safe-agent/safe-agent/agent/audit"
-	"github.com/safe-agent/safe-agent/internal/termtext"
 )
 
 // auditFlags are the options of `safe-agent audit`.
@@ -32,6 +30,7 @@ type auditFlags struct {
 	decision  string
 	forwarded bool
 	follow    bool
+	long      bool
 	n         int
 }
 
@@ -40,9 +39,18 @@ func newAuditCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "audit",
 		Short: "Show the audit log: which key signed what, for which host, through which hops",
-		Long: `Show the newest records of the audit log as a table, newest last: time,
-decision (and the prompt's answer), key, purpose, path (here → jump (fwd)
-→ destination), the local process chain, and the rule that decided.
+		Long: `Show the newest records of the audit log as a table, newest last: the
+record's number (SEQ), time, decision (and the prompt's answer), key,
+purpose, path (here → jump (fwd) → destination), the local process chain,
+and the rule that decided.
+
+On a terminal the table fits its width: long cells are cut with "…" (a
+process chain at a whole "←" element, a path keeping its destination) and,
+when the terminal is narrow, the columns that matter least (PROCESS, then
+PURPOSE, RULE, PATH, KEY) are left out. --long prints every field of each
+record instead, and ` + "`safe-agent audit show SEQ`" + ` one record. Piped or
+redirected, rows are printed whole. Decisions are coloured on a terminal
+(allowed green, denied red, a prompt yellow) unless NO_COLOR is set.
 
 The log is --audit-log, else $XDG_STATE_HOME/safe-agent/audit.jsonl
 (~/.local/state/safe-agent/audit.jsonl); its rotated files (.1, .2, …) are
@@ -56,6 +64,8 @@ fingerprint matching any hop; --decision allowed, denied or asked.`,
   safe-agent audit --since 2h --decision denied
   safe-agent audit --host '*.internal' --forwarded -n 200
   safe-agent audit --key work-laptop --json | jq .
+  safe-agent audit --long --decision denied -n 5
+  safe-agent audit show 1042
   safe-agent audit --follow`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -63,12 +73,14 @@ fingerprint matching any hop; --decision allowed, denied or asked.`,
 			if ctx == nil {
 				ctx = context.Background()
 			}
-			return runAudit(ctx, o, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			out := cmd.OutOrStdout()
+			return runAudit(ctx, o, detectStyle(out, os.Getenv), out, cmd.ErrOrStderr())
 		},
 	}
 	cmd.PersistentFlags().StringVar(&o.path, "audit-log", "", "audit log file (default $XDG_STATE_HOME/safe-agent/audit.jsonl)")
 	f := cmd.Flags()
 	f.BoolVar(&o.json, "json", false, "print records as JSON Lines instead of a table")
+	f.BoolVarP(&o.long, "long", "l", false, "print every field of each record, one block per record, instead of a table")
 	f.StringVar(&o.since, "since", "", "only records since a duration ago (2h, 3d) or a time (2025-03-01 14:00)")
 	f.StringVar(&o.key, "key", "", "only this key: fingerprint or comment substring")
 	f.StringVar(&o.host, "host", "", "only paths through this host: name substring, glob, or host-key fingerprint")
@@ -76,7 +88,8 @@ fingerprint matching any hop; --decision allowed, denied or asked.`,
 	f.BoolVar(&o.forwarded, "forwarded", false, "only requests that came through a forwarded agent")
 	f.BoolVarP(&o.follow, "follow", "f", false, "keep printing new records as they are written (Ctrl-C to stop)")
 	f.IntVarP(&o.n, "lines", "n", 50, "how many of the newest matching records to show (0 = all)")
-	cmd.AddCommand(newAuditVerifyCmd(&o.path))
+	cmd.MarkFlagsMutuallyExclusive("json", "long")
+	cmd.AddCommand(newAuditVerifyCmd(&o.path), newAuditShowCmd(&o.path))
 	return cmd
 }
 
@@ -91,7 +104,7 @@ func auditLogPath(named string) (string, error) {
 	return p, nil
 }
 
-func runAudit(ctx context.Context, o auditFlags, out, errOut io.Writer) error {
+func runAudit(ctx context.Context, o auditFlags, style outStyle, out, errOut io.Writer) error {
 	path, err := auditLogPath(o.path)
 	if err != nil {
 		return err
@@ -132,19 +145,32 @@ func runAudit(ctx context.Context, o auditFlags, out, errOut io.Writer) error {
 	}
 
 	var print func(audit.Record) error
-	if o.json {
+	var table *auditTable
+	switch {
+	case o.json:
 		enc := json.NewEncoder(out)
 		enc.SetEscapeHTML(false)
 		print = func(r audit.Record) error { return enc.Encode(r) }
-	} else {
-		t := newAuditTable(recs, time.Local)
+	case o.long:
+		first := true
+		print = func(r audit.Record) error {
+			s := longRecord(r, time.Local, style.color)
+			if !first {
+				s = "\n" + s
+			}
+			first = false
+			_, err := io.WriteString(out, s)
+			return err
+		}
+	default:
+		table = newStyledAuditTable(recs, time.Local, style, o.follow)
 		if len(recs) > 0 || o.follow {
-			if _, err := io.WriteString(out, t.header()); err != nil {
+			if _, err := io.WriteString(out, table.header()); err != nil {
 				return err
 			}
 		}
 		print = func(r audit.Record) error {
-			_, err := io.WriteString(out, t.row(r))
+			_, err := io.WriteString(out, table.row(r))
 			return err
 		}
 	}
@@ -153,6 +179,9 @@ func runAudit(ctx context.Context, o auditFlags, out, errOut io.Writer) error {
 			return err
 		}
 		after = max(after, r.Seq)
+	}
+	if table != nil && len(recs) > 0 {
+		fmt.Fprint(errOut, table.hint())
 	}
 	if !o.follow {
 		if len(recs) == 0 {
@@ -203,79 +232,6 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 		}
 	}
 	return time.Time{}, bad
-}
-
-// auditTable formats records in columns. Widths come from the first batch
-// so that rows printed later by --follow line up with it.
-type auditTable struct {
-	loc    *time.Location
-	widths [6]int
-}
-
-var auditColumns = [...]string{"TIME", "DECISION", "KEY", "PURPOSE", "PATH", "PROCESS", "RULE / DETAIL"}
-
-// Widest a column may get before its cells are cut with "…".
-var auditMaxWidths = [6]int{19, 28, 24, 32, 56, 40}
-
-func newAuditTable(recs []audit.Record, loc *time.Location) *auditTable {
-	t := &auditTable{loc: loc}
-	for i := range t.widths {
-		t.widths[i] = utf8.RuneCountInString(auditColumns[i])
-	}
-	for _, r := range recs {
-		for i, c := range t.cells(r)[:6] {
-			t.widths[i] = max(t.widths[i], min(utf8.RuneCountInString(c), auditMaxWidths[i]))
-		}
-	}
-	return t
-}
-
-func (t *auditTable) header() string { return t.line(auditColumns[:]) }
-
-func (t *auditTable) row(r audit.Record) string { return t.line(t.cells(r)) }
-
-func (t *auditTable) line(cells []string) string {
-	var b strings.Builder
-	for i, c := range cells {
-		if i == len(cells)-1 {
-			b.WriteString(c)
-			break
-		}
-		c = cut(c, auditMaxWidths[i])
-		b.WriteString(c)
-		// A row printed by --follow may be wider than the first batch
-		// made the column: it then pushes the next column right (a
-		// negative count would panic).
-		b.WriteString(strings.Repeat(" ", max(t.widths[i]-utf8.RuneCountInString(c), 0)+2))
-	}
-	return strings.TrimRight(b.String(), " ") + "\n"
-}
-
-// cells are the columns of one row. Most of a record came from a client
-// (user, namespace, key comment, host names, process names, and reasons
-// that quote them), so every cell is escaped: a user name such as
-// "\x1b[2K\rFORGED allowed" must not erase or fake a row.
-func (t *auditTable) cells(r audit.Record) []string {
-	cells := []string{
-		r.Time.In(t.loc).Format("2006-01-02 15:04:05"),
-		auditDecision(r),
-		auditKey(r.Key),
-		auditPurpose(r),
-		auditPath(r),
-		auditProcess(r.Client),
-		auditRule(r),
-	}
-	for i, c := range cells {
-		cells[i] = termtext.Escape(c)
-	}
-	return cells
-}
-
-func cut(s string, n int) string {
-	if utf8.RuneCountInString(s) <= n {
-		return s
-	}
-	return string([]rune(s)[:n-1]) + "…"
 }
 
 func orDash(s string) string {

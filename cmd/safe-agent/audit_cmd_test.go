@@ -88,21 +88,29 @@ func writeAuditFixture(t *testing.T) string {
 
 func TestAuditTableFormat(t *testing.T) {
 	recs := auditFixture()
+	for i := range recs {
+		recs[i].Seq = uint64(i + 2)
+	}
 	tbl := newAuditTable(recs, time.UTC)
 	var b strings.Builder
 	b.WriteString(tbl.header())
 	for _, r := range recs {
 		b.WriteString(tbl.row(r))
 	}
-	want := `TIME                 DECISION                    KEY                   PURPOSE               PATH                                     PROCESS                  RULE / DETAIL
-2025-03-01 12:00:00  -                           -                     start                 -                                        -                        pid 42
-2025-03-01 12:01:00  allowed (asked: yes, 2.3s)  work-laptop           log in as deploy      here → jump.example (fwd) → db.internal  ssh (1234) ← bash (999)  key "work-*" allow jump.example>*.internal: confirmed
-2025-03-01 12:02:00  denied                      SHA256:abcdefghijkl…  sign npm              here                                     ssh-keygen (77)          defaults.namespaces: namespace "npm" is not allowed
-2025-03-01 12:03:00  -                           -                     lock                  -                                        -                        -
-2025-03-01 12:04:00  -                           -                     policy-reload-failed  -                                        -                        /home/u/.config/safe-agent/policy.toml: policy.toml:3:7: unknown key "alow"
+	// Not a terminal: nothing is cut (a fingerprint with no comment is
+	// shortened by auditKey itself) and there is no colour.
+	want := `SEQ  TIME                 DECISION                    KEY                   PURPOSE               PATH                                     PROCESS                  RULE / DETAIL
+2    2025-03-01 12:00:00  -                           -                     start                 -                                        -                        pid 42
+3    2025-03-01 12:01:00  allowed (asked: yes, 2.3s)  work-laptop           log in as deploy      here → jump.example (fwd) → db.internal  ssh (1234) ← bash (999)  key "work-*" allow jump.example>*.internal: confirmed
+4    2025-03-01 12:02:00  denied                      SHA256:abcdefghijkl…  sign npm              here                                     ssh-keygen (77)          defaults.namespaces: namespace "npm" is not allowed
+5    2025-03-01 12:03:00  -                           -                     lock                  -                                        -                        -
+6    2025-03-01 12:04:00  -                           -                     policy-reload-failed  -                                        -                        /home/u/.config/safe-agent/policy.toml: policy.toml:3:7: unknown key "alow"
 `
 	if got := b.String(); got != want {
 		t.Errorf("table:\n%s\nwant:\n%s", got, want)
+	}
+	if h := tbl.hint(); h != "" {
+		t.Errorf("hint %q for a table that cut nothing", h)
 	}
 }
 
@@ -113,7 +121,7 @@ func TestAuditCommand(t *testing.T) {
 	t.Run("table, newest last", func(t *testing.T) {
 		out, errOut, code := runAuditCLI(t, ctx, "audit", "--audit-log", path, "-n", "2")
 		lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
-		if code != 0 || errOut != "" || len(lines) != 3 || !strings.HasPrefix(lines[0], "TIME ") ||
+		if code != 0 || errOut != "" || len(lines) != 3 || !strings.HasPrefix(lines[0], "SEQ  TIME ") ||
 			!strings.Contains(lines[1], " lock ") || !strings.Contains(lines[2], "policy-reload-failed") {
 			t.Errorf("code %d, stderr %q, stdout:\n%s", code, errOut, out)
 		}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/safe-agent/safe-agent/agent"
@@ -27,7 +28,10 @@ type daemon struct {
 	store    keystore.Store
 	log      *slog.Logger
 	cancel   context.CancelFunc
-	loaded   chan struct{} // closed once stored keys were loaded (or there are none to load)
+	loaded   chan struct{}   // closed once stored keys were loaded (or there are none to load)
+	ctx      context.Context // ends when the daemon closes
+	loadMu   sync.Mutex      // one load of stored keys into the agent at a time
+	reloads  sync.WaitGroup  // SIGHUP reloads of stored keys in progress
 
 	mu    sync.Mutex
 	notes []string
@@ -83,6 +87,16 @@ func setupDaemon(ctx context.Context, cfg serveConfig, logger *slog.Logger) (*da
 		return nil, fmt.Errorf("open audit log: %w (fix its permissions or choose another --audit-log)", err)
 	}
 	d.audit = al
+	// Records are copied to the journal or syslog as the policy's
+	// audit_mirror says; those written before the policy is loaded (the
+	// first policy-load) wait for it.
+	var held atomic.Pointer[agent.PolicyHolder]
+	al.SetMirror(audit.MirrorOptions{Logger: logger, Mode: func() (string, bool) {
+		if h := held.Load(); h != nil {
+			return h.Get().AuditMirror(), true
+		}
+		return "", false
+	}})
 
 	pp, explicit, err := policyPath(cfg.policyPath)
 	if err != nil {
@@ -93,6 +107,7 @@ func setupDaemon(ctx context.Context, cfg serveConfig, logger *slog.Logger) (*da
 		return nil, fmt.Errorf("policy: %w\nfix the file (check it with `safe-agent policy check %s`) and start again", err, pp)
 	}
 	d.policy = ph
+	held.Store(ph)
 	for _, w := range ph.Get().Warnings() {
 		logger.Warn("policy", "warning", w)
 	}
@@ -133,6 +148,7 @@ func setupDaemon(ctx context.Context, cfg serveConfig, logger *slog.Logger) (*da
 	})
 	wctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
+	d.ctx = wctx
 	go ph.Watch(wctx, time.Second)
 	d.loaded = make(chan struct{})
 	go d.loadStoredKeys(wctx)
@@ -183,7 +199,10 @@ func (d *daemon) loadStoredKeys(ctx context.Context) {
 		keys, problems, err := d.store.Load(lctx)
 		cancel()
 		if err == nil {
-			d.addStored(keys, problems)
+			d.loadMu.Lock()
+			n, _ := d.addStored(keys, problems, nil)
+			d.loadMu.Unlock()
+			d.log.Info("keys loaded from the keystore", "count", n, "keystore", d.store.Name())
 			d.setNotes()
 			return
 		}
@@ -208,13 +227,19 @@ func (d *daemon) loadStoredKeys(ctx context.Context) {
 	}
 }
 
-func (d *daemon) addStored(keys []keystore.StoredKey, problems []error) {
+// addStored loads keys into the agent, except those whose fingerprint
+// skip holds (wiped unused); it returns how many it loaded and skipped.
+func (d *daemon) addStored(keys []keystore.StoredKey, problems []error, skip map[string]bool) (n, skipped int) {
 	for _, p := range problems {
 		d.log.Warn("stored key skipped", "problem", p.Error())
 	}
-	n := 0
 	for i := range keys {
 		k := &keys[i]
+		if skip[k.Fingerprint] {
+			clear(k.PrivateKeyPEM)
+			skipped++
+			continue
+		}
 		lk, err := d.vault.SealStored(k)
 		clear(k.PrivateKeyPEM)
 		if err != nil {
@@ -230,13 +255,55 @@ func (d *daemon) addStored(keys []keystore.StoredKey, problems []error) {
 		n++
 		d.log.Info("stored key loaded", "fingerprint", info.Fingerprint, "comment", info.Comment, "type", info.Type, "confirm", info.Confirm)
 	}
-	d.log.Info("keys loaded from the keystore", "count", n, "keystore", d.store.Name())
+	return n, skipped
 }
 
+// reload reads the policy file again and loads the stored keys the agent
+// no longer holds (after `ssh-add -D`), as on SIGHUP.
 func (d *daemon) reload(why string) {
 	if d.policy != nil {
 		_ = d.policy.Reload(why)
 	}
+	d.reloadStoredKeys(why)
+}
+
+// reloadStoredKeys loads, in the background (the keyring may take seconds
+// to answer), every stored key the agent does not hold; keys it holds keep
+// their state (lifetime, remembered answers). A locked agent is left as
+// it is: it would not show the keys anyway, and cannot say which it holds.
+func (d *daemon) reloadStoredKeys(why string) {
+	if d.store == nil || d.store.Name() == "none" || d.ctx == nil {
+		return
+	}
+	d.reloads.Add(1)
+	go func() {
+		defer d.reloads.Done()
+		d.loadMu.Lock()
+		defer d.loadMu.Unlock()
+		if d.ctx.Err() != nil {
+			return
+		}
+		st := d.server.Status()
+		if st.Locked {
+			d.log.Warn("stored keys not reloaded: the agent is locked; unlock it and send SIGHUP again (or run `safe-agent load`)", "why", why)
+			return
+		}
+		held := map[string]bool{}
+		for _, k := range st.Keys {
+			if !k.Certificate {
+				held[k.Fingerprint] = true
+			}
+		}
+		lctx, cancel := context.WithTimeout(d.ctx, 15*time.Second)
+		keys, problems, err := d.store.Load(lctx)
+		cancel()
+		if err != nil {
+			d.log.Warn("stored keys not reloaded: "+err.Error(), "why", why)
+			return
+		}
+		n, already := d.addStored(keys, problems, held)
+		d.log.Info("stored keys reloaded", "why", why, "loaded", n, "already_loaded", already, "keystore", d.store.Name())
+	}()
 }
 
 func (d *daemon) close() {
@@ -246,6 +313,7 @@ func (d *daemon) close() {
 	if d.loaded != nil {
 		<-d.loaded
 	}
+	d.reloads.Wait() // before the vault that would hold their keys closes
 	if d.audit != nil {
 		_ = d.audit.Append(audit.Record{Event: "stop", Detail: fmt.Sprintf("pid %d", os.Getpid())})
 		if err := d.audit.Close(); err != nil {

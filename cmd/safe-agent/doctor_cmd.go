@@ -94,7 +94,8 @@ FAIL, and for each problem the fix:
   known_hosts  every host the policy names can be found in known_hosts
                (hashed known_hosts lines only match exact names)
   keyring      a Secret Service (or the macOS keychain) is reachable and unlocked
-  prompt       a confirmation prompt can be shown in this session
+  prompt       a confirmation prompt can be shown (asked of the running
+               agent, which resolves it in its own environment)
   memory       keys can be held in locked memory (RLIMIT_MEMLOCK)
   audit log    the audit log can be written
   policy       the policy file is valid, and the agent's last reload worked
@@ -141,7 +142,7 @@ func runDoctor(ctx context.Context, env doctorEnv, out io.Writer) error {
 		checkUnboundClients(st),
 		checkKnownHosts(pol, policyPathName, st),
 		checkKeyring(ctx, env, st),
-		checkPrompt(env, pol),
+		checkPrompt(env, pol, st),
 		checkMemory(st),
 		checkAuditLog(auditPath),
 		policyRes,
@@ -500,21 +501,27 @@ func checkKeyring(ctx context.Context, env doctorEnv, st *agent.Status) checkRes
 	return r
 }
 
-// checkPrompt: a confirmation prompt can be shown. Confirm is called with
-// a context that is already cancelled: a working prompt reports the
-// cancellation without starting anything; one that cannot be shown says why.
-func checkPrompt(env doctorEnv, p *policy.Policy) checkResult {
+// checkPrompt: a confirmation prompt can be shown. A running agent says
+// how it would ask (it resolves the program in its own environment, which
+// may differ from this shell's: a broken SSH_ASKPASS, no DISPLAY); without
+// one, the prompt is resolved here. Confirm is called with a context that
+// is already cancelled: a working prompt reports the cancellation without
+// starting anything; one that cannot be shown says why.
+func checkPrompt(env doctorEnv, p *policy.Policy, st *agent.Status) checkResult {
+	fix := "run from your desktop session (DISPLAY or WAYLAND_DISPLAY set), install ssh-askpass-gnome or zenity, or set prompt = \"/path/to/askpass\" in the policy;\nfor an agent started by systemd: systemctl --user import-environment DISPLAY WAYLAND_DISPLAY XAUTHORITY"
 	r := checkResult{Name: "prompt"}
 	if p == nil {
 		r.Status, r.Msg = checkSkip, "not checked: the policy file, which chooses the prompt, is invalid (see policy below)"
 		return r
+	}
+	if st != nil && st.PromptSetting != "" {
+		return agentPromptCheck(st, fix)
 	}
 	kind := p.Prompt()
 	shown := kind
 	if shown == "" {
 		shown = notify.KindAuto
 	}
-	fix := "run from your desktop session (DISPLAY or WAYLAND_DISPLAY set), install ssh-askpass-gnome or zenity, or set prompt = \"/path/to/askpass\" in the policy;\nfor an agent started by systemd: systemctl --user import-environment DISPLAY WAYLAND_DISPLAY XAUTHORITY"
 	c, err := notify.NewConfirmer(kind, notify.EnvFromList(env.environ), nil)
 	if err != nil {
 		r.Status, r.Msg, r.Fix = checkFail, fmt.Sprintf("prompt = %q: %v", shown, err), fix
@@ -534,6 +541,20 @@ func checkPrompt(env doctorEnv, p *policy.Policy) checkResult {
 		desc = s.String()
 	}
 	r.Msg = fmt.Sprintf("confirmations are asked with %s", desc)
+	return r
+}
+
+// agentPromptCheck is checkPrompt from what the running agent reports.
+func agentPromptCheck(st *agent.Status, fix string) checkResult {
+	r := checkResult{Name: "prompt"}
+	r.Notes = append(r.Notes, fmt.Sprintf("checked by the running agent (pid %d), in its own environment", st.PID))
+	if st.PromptError != "" {
+		r.Status = checkFail
+		r.Msg = fmt.Sprintf("prompt = %q: %s: every use that needs a confirmation is refused", st.PromptSetting, st.PromptError)
+		r.Fix = fix + "\nthe agent keeps the environment it was started with (SSH_ASKPASS, PATH, DISPLAY): correct it there and restart the agent\n(systemd: systemctl --user set-environment or unset-environment SSH_ASKPASS, then systemctl --user restart safe-agent)"
+		return r
+	}
+	r.Msg = fmt.Sprintf("confirmations are asked with %s", orDash(st.Prompt))
 	return r
 }
 

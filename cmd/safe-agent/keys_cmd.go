@@ -82,24 +82,35 @@ type addFlags struct {
 	noStore  bool
 	socket   string
 	keystore string
+	// changed is cobra's Flags().Changed: which flags the user gave. A
+	// key added again keeps its stored settings unless given new ones.
+	changed func(name string) bool
 }
 
 func newAddCmd() *cobra.Command {
 	var f addFlags
 	cmd := &cobra.Command{
-		Use:   "add [flags] KEYFILE...",
+		Use:   "add [flags] [KEYFILE...]",
 		Short: "Store keys in the OS keyring and load them into the agent",
 		Long: `Reads private key files (OpenSSH, PEM or PKCS#8; passphrase-protected ones
 ask for the passphrase on the terminal, or through SSH_ASKPASS without one),
 stores each key with its settings in the OS keyring (unless --no-store), and
 loads it into the running agent. Stored keys load again whenever the agent
 starts. The settings are enforced together with the policy file: the
-stricter wins.`,
+stricter wins.
+
+With no KEYFILE it adds the default keys that exist, as ssh-add does:
+~/.ssh/id_rsa, id_ecdsa, id_ecdsa_sk, id_ed25519, id_ed25519_sk and id_dsa.`,
 		Example: `  safe-agent add ~/.ssh/id_ed25519 --confirm
+  safe-agent add                    # the default keys in ~/.ssh
   safe-agent add ~/.ssh/work_key --allow jump.example --allow 'jump.example>*.internal' --max-forward-depth 1
   safe-agent add --no-store --lifetime 1h ~/.ssh/id_ecdsa`,
-		Args: cobra.MinimumNArgs(1),
+		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			args, err := addKeyFiles(args, cmd.OutOrStdout())
+			if err != nil {
+				return err
+			}
 			return runAdd(cmd.Context(), f, args, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
@@ -107,12 +118,13 @@ stricter wins.`,
 	fl.BoolVar(&f.confirm, "confirm", false, "ask before every use of the key")
 	fl.StringArrayVar(&f.allow, "allow", nil, "destination the key may be used for (repeatable): host, glob, [host]:port, SHA256:fingerprint, or a>b")
 	fl.StringArrayVar(&f.deny, "deny", nil, "destination the key must never be used for (repeatable)")
-	fl.IntVar(&f.maxDepth, "max-forward-depth", -1, "how many forwarding hops the key may be used through (0 = never through a forwarded agent)")
+	fl.Var(newDepthValue(&f.maxDepth), "max-forward-depth", "how many forwarding hops the key may be used through (0 = never through a forwarded agent; default: as the policy says)")
 	fl.DurationVar(&f.lifetime, "lifetime", 0, "unload the key after this long, e.g. 8h (0 = until removed)")
 	fl.StringVar(&f.comment, "comment", "", "comment to store with the key (default: the key's own)")
 	fl.BoolVar(&f.noStore, "no-store", false, "load into the running agent only; do not store in the keyring")
 	fl.StringVar(&f.socket, "socket", "", "agent socket (default $SSH_AUTH_SOCK)")
 	fl.StringVar(&f.keystore, "keystore", "keyring", "where to store keys: keyring or none")
+	f.changed = fl.Changed
 	return cmd
 }
 
@@ -146,16 +158,25 @@ func runAdd(ctx context.Context, f addFlags, files []string, stdout, stderr io.W
 		return fmt.Errorf("no agent answers on %s and %s: start it with `safe-agent serve` (or set SSH_AUTH_SOCK)", socket, why)
 	}
 	failed := 0
+	loaded := loadedKeys(ag)
+	var changed, unchanged []string
 	for _, file := range skipPublicHalves(files, stdout) {
-		if err := addOne(ctx, file, f, settings, store, ag, stdout); err != nil {
+		did, err := addOne(ctx, file, f, settings, store, ag, loaded, stdout)
+		if err != nil {
 			fmt.Fprintf(stderr, "safe-agent add: %v\n", err)
 			failed++
+		}
+		if did {
+			changed = append(changed, file)
+		} else {
+			unchanged = append(unchanged, file)
 		}
 	}
 	if ag == nil && failed < len(files) {
 		fmt.Fprintf(stdout, "No agent answers on %s: stored keys load when it starts (`safe-agent serve`).\n", socket)
 	}
 	if failed > 0 {
+		printAddSummary(stderr, failed, changed, unchanged)
 		return exitCodeError{code: 1}
 	}
 	return nil
@@ -180,25 +201,49 @@ func skipPublicHalves(files []string, stdout io.Writer) []string {
 	return out
 }
 
-func addOne(ctx context.Context, file string, f addFlags, settings keystore.Settings, store keystore.Store, ag sshagent.ExtendedAgent, stdout io.Writer) error {
+// addOne stores and loads one key file. A key already stored (or, without
+// a keystore, already loaded) keeps its settings except those given as
+// flags. did reports whether anything was changed, also when err says
+// what then failed.
+func addOne(ctx context.Context, file string, f addFlags, given keystore.Settings, store keystore.Store, ag sshagent.ExtendedAgent, loaded map[string]agent.KeyInfo, stdout io.Writer) (did bool, err error) {
 	data, err := os.ReadFile(file)
 	if err != nil {
-		return fmt.Errorf("read %s: %w", file, err)
+		return false, fmt.Errorf("read %s: %w", file, err)
 	}
 	defer clear(data)
 	priv, comment, err := keystore.ParsePrivateKeyFile(file, data, passphraseAsker(file))
 	if err != nil {
-		return err
+		return false, err
 	}
-	if f.comment != "" {
+	fp, err := publicFingerprint(priv)
+	if err != nil {
+		return false, fmt.Errorf("%s: %w", file, err)
+	}
+	prev, err := findPrevious(ctx, store, loaded, fp)
+	if errors.Is(err, keystore.ErrUnavailable) {
+		return false, fmt.Errorf("store %s in the keyring: %w\n(use --no-store to load it into the agent for this session only)", file, err)
+	}
+	if err != nil {
+		return false, fmt.Errorf("%s: read the settings it may be stored with: %w\nnothing was changed, so no stored setting is lost", file, err)
+	}
+	settings, added := mergeSettings(keystore.Settings{}, given, f), time.Now()
+	switch {
+	case f.comment != "":
 		comment = f.comment
-	}
-	if comment == "" {
+	case prev != nil && prev.comment != "":
+		comment = prev.comment
+	case comment == "":
 		comment = pubComment(file)
 	}
-	sk, err := keystore.NewStoredKey(priv, comment, settings, time.Now())
+	if prev != nil {
+		settings = mergeSettings(prev.settings, given, f)
+		if !prev.added.IsZero() {
+			added = prev.added
+		}
+	}
+	sk, err := keystore.NewStoredKey(priv, comment, settings, added)
 	if err != nil {
-		return fmt.Errorf("%s: %w", file, err)
+		return false, fmt.Errorf("%s: %w", file, err)
 	}
 	defer clear(sk.PrivateKeyPEM)
 	what := []string{}
@@ -207,7 +252,7 @@ func addOne(ctx context.Context, file string, f addFlags, settings keystore.Sett
 		err := store.Put(sctx, sk)
 		cancel()
 		if err != nil {
-			return fmt.Errorf("store %s in the keyring: %w\n(use --no-store to load it into the agent for this session only)", file, err)
+			return false, fmt.Errorf("store %s in the keyring: %w\n(use --no-store to load it into the agent for this session only)", file, err)
 		}
 		what = append(what, "stored in the keyring")
 	}
@@ -220,18 +265,20 @@ func addOne(ctx context.Context, file string, f addFlags, settings keystore.Sett
 			ak.LifetimeSecs = uint32(settings.Lifetime / time.Second)
 		}
 		if err := ag.Add(ak); err != nil {
-			return fmt.Errorf("load %s into the agent: %w (is the agent on SSH_AUTH_SOCK safe-agent, and unlocked?)", file, err)
+			err = fmt.Errorf("load %s into the agent: %w (is the agent on SSH_AUTH_SOCK safe-agent, and unlocked?)", file, err)
+			if len(what) > 0 {
+				return true, fmt.Errorf("%w\n%s is stored in the keyring (with its settings) but not loaded into the agent: run `safe-agent load %s` once the agent takes keys", err, file, fp)
+			}
+			return false, err
 		}
 		what = append(what, "loaded into the agent")
 	}
 	fmt.Fprintf(stdout, "%s %s (%s): %s\n", sk.Fingerprint, termtext.Escape(comment), keyTypeOf(priv), strings.Join(what, ", "))
-	if s := settingsText(settings.Confirm, settings.Allow, settings.Deny, settings.MaxForwardDepth, settings.Lifetime); s != "" {
-		fmt.Fprintf(stdout, "  %s\n", termtext.Escape(s))
-	}
+	printSettings(stdout, prev, settings, comment)
 	if ag != nil {
 		addCertificate(ag, file, priv, comment, settings, stdout)
 	}
-	return nil
+	return true, nil
 }
 
 // addCertificate loads KEY-cert.pub, when it exists and certifies the key,
@@ -434,7 +481,7 @@ func collectKeys(ctx context.Context, socket, storeName string) ([]listedKey, []
 		defer conn.Close()
 		var infos []agent.KeyInfo
 		if err := agentJSON(ag, agent.ExtList, &infos); err != nil {
-			notes = append(notes, fmt.Sprintf("agent on %s: %v", socket, err))
+			notes = append(notes, agentListNote(ag, socket, err))
 		}
 		for _, ki := range infos {
 			k := &listedKey{KeyInfo: ki, Loaded: true}
@@ -699,16 +746,24 @@ func runRemove(ctx context.Context, socket, storeName string, names []string, st
 			}
 			done = append(done, "removed from the agent")
 		}
-		if k.InStore {
-			store, _ := newKeystore(storeName)
-			dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-			err := store.Delete(dctx, k.Fingerprint)
-			cancel()
-			if err != nil {
-				fmt.Fprintf(stderr, "safe-agent remove: %s: delete from the keyring: %v\n", name, err)
-				failed++
-				continue
-			}
+		// A key the keyring could not be read for (locked) is not
+		// InStore, yet may well be stored: try to delete it anyway, so a
+		// key that would come back at the next start is never reported
+		// as removed.
+		deleted, err := deleteStored(ctx, storeName, k.Fingerprint)
+		if err != nil && !k.InStore && !k.Stored && errors.Is(err, keystore.ErrUnavailable) {
+			// The agent did not get this key from the keyring (ssh-add,
+			// --no-store): most likely it is not stored; say so, do not fail.
+			fmt.Fprintf(stderr, "note: %s: the keyring could not be checked (%v); if this key is stored there too, run `safe-agent remove %s` again once the keyring is available\n",
+				termtext.Escape(k.Fingerprint), err, k.Fingerprint)
+			err = nil
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "safe-agent remove: %s\n", stillStoredText(k, done, err))
+			failed++
+			continue
+		}
+		if deleted {
 			done = append(done, "deleted from the keyring")
 		}
 		fmt.Fprintf(stdout, "%s %s: %s\n", termtext.Escape(k.Fingerprint), termtext.Escape(k.Comment), strings.Join(done, ", "))
@@ -746,6 +801,31 @@ Locking the agent and removing a key clear them too.`,
 	}
 	cmd.Flags().StringVar(&socket, "socket", "", "agent socket (default $SSH_AUTH_SOCK)")
 	return cmd
+}
+
+// stillStoredText explains a key that could not be deleted from the
+// keyring: it comes back whenever the agent starts, so the user must
+// learn that and how to finish.
+func stillStoredText(k listedKey, done []string, err error) string {
+	head := termtext.Escape(k.Fingerprint + " " + k.Comment)
+	if len(done) > 0 {
+		head += ": " + strings.Join(done, ", ") + ", but"
+	} else {
+		head += ":"
+	}
+	still := "the key is still stored in the keyring"
+	if !k.InStore && !k.Stored {
+		still = "the key may still be stored in the keyring (it could not be read)"
+	}
+	again := fmt.Sprintf("then run `safe-agent remove %s` again; until then the key loads again whenever the agent starts.", k.Fingerprint)
+	switch {
+	case errors.Is(err, keystore.ErrLocked):
+		return fmt.Sprintf("%s %s, which is locked.\nUnlock it (e.g. log in to your desktop session, or `secret-tool search --unlock service safe-agent`, which asks for the keyring's password), %s",
+			head, still, again)
+	case errors.Is(err, keystore.ErrUnavailable):
+		return fmt.Sprintf("%s %s, which cannot be reached now (%v).\nMake it available (start or unlock your keyring), %s", head, still, err, again)
+	}
+	return fmt.Sprintf("%s %s: deleting it failed (%v).\nFix the keyring, %s", head, still, err, again)
 }
 
 // deleteStored deletes fingerprint from the keystore; deleted is false

@@ -49,15 +49,19 @@ forwarded agents) and is written to an audit log.`,
   safe-agent add ~/.ssh/id_ed25519 --confirm
   safe-agent doctor
   eval "$(safe-agent ssh-agent -s)"  # drop-in for ssh-agent`,
+		Version:       buildVersion(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	// Version is several lines (revision, toolchain): print it as it is.
+	root.SetVersionTemplate("{{.Version}}")
 	root.AddCommand(
 		newServeCmd(),
 		newSSHAgentCmd(),
 		newAddCmd(),
 		newListCmd(),
 		newRemoveCmd(),
+		newLoadCmd(),
 		newForgetCmd(),
 		newLockCmd(true),
 		newLockCmd(false),
@@ -66,7 +70,10 @@ forwarded agents) and is written to an audit log.`,
 		newEnvCmd(),
 		newStatusCmd(),
 		newDoctorCmd(),
+		newWhyCmd(),
 		newServiceCmd(),
+		newManCmd(),
+		newTmuxPromptCmd(),
 	)
 	setupCompletion(root)
 	return root

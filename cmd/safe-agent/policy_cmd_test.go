@@ -50,6 +50,8 @@ func policyFixture(t *testing.T) (dir, file string) {
 	t.Helper()
 	dir = t.TempDir()
 	t.Setenv("SAFE_AGENT_POLICY", "")
+	// No agent answers: the policy alone decides.
+	t.Setenv("SSH_AUTH_SOCK", filepath.Join(dir, "no-agent.sock"))
 	t.Setenv("XDG_CONFIG_HOME", filepath.Join(dir, "config"))
 	kh := hostKeyLine(t, 1, "jump.example") + hostKeyLine(t, 2, "db.internal") + hostKeyLine(t, 3, "other.example")
 	if err := os.WriteFile(filepath.Join(dir, "known_hosts"), []byte(kh), 0o600); err != nil {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	sshagent "golang.org/x/crypto/ssh/agent"
 
 	"github.com/safe-agent/safe-agent/agent"
 	"github.com/safe-agent/safe-agent/keystore"
@@ -32,6 +34,9 @@ type serveConfig struct {
 	readyFD       int  // write "ready" here once listening (ssh-agent detach)
 	watchPID      int  // exit when this process is gone (ssh-agent COMMAND form)
 	auditFallback bool // ssh-agent drop-in: use a per-agent log if the default one is in use
+	// removeSocketDir: the ssh-agent drop-in made the socket's directory
+	// (/tmp/ssh-XXXXXX); the agent removes it when it stops, as OpenSSH's.
+	removeSocketDir bool
 	// Connection limits, as agent.Options has them: 0 is the default,
 	// negative is none.
 	maxConns, maxConnsPerProcess, maxConnsPerPath int
@@ -88,7 +93,8 @@ func newServeCmd() *cobra.Command {
 		Long: `Run the agent in the foreground. It listens on a socket in a private
 (0700) directory and prints the line that points SSH_AUTH_SOCK at it.
 Stop it with Ctrl-C or SIGTERM: requests in flight get their reply, the
-socket is removed. SIGHUP reloads the policy file.
+socket is removed. SIGHUP reloads the policy file and loads again the
+stored keys the agent no longer holds (after ssh-add -D).
 
 Started by systemd from safe-agent.socket (safe-agent service install), it
 serves on the socket systemd passes (LISTEN_FDS) instead of --socket, and
@@ -118,6 +124,8 @@ leaves it in place when it stops.`,
 	f.IntVar(&cfg.watchPID, "watch-pid", 0, "")
 	f.BoolVar(&cfg.auditFallback, "audit-fallback", false, "")
 	_ = f.MarkHidden("audit-fallback")
+	f.BoolVar(&cfg.removeSocketDir, "remove-socket-dir", false, "")
+	_ = f.MarkHidden("remove-socket-dir")
 	_ = f.MarkHidden("ready-fd")
 	_ = f.MarkHidden("watch-pid")
 	return cmd
@@ -192,6 +200,13 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer, pr
 		cfg.socket = activated.Addr().String()
 	}
 
+	// Before anything else is touched (the audit log is another agent's
+	// while it runs): a second agent on a live socket is the usual mistake.
+	if activated == nil {
+		if err := checkNotRunning(cfg.socket); err != nil {
+			return err
+		}
+	}
 	d, err := setupDaemon(ctx, cfg, logger)
 	if err != nil {
 		return err
@@ -248,6 +263,9 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer, pr
 		logger.Warn("serve", "err", err)
 	}
 	l.Close()
+	if cfg.removeSocketDir && activated == nil {
+		removeSocketDir(cfg.socket, logger)
+	}
 	logger.Info("stopped")
 	return nil
 }
@@ -282,4 +300,23 @@ func processAlive(pid int) bool {
 		return s[i+2] != 'Z'
 	}
 	return true
+}
+
+// checkNotRunning fails when an agent answers on socket, naming its pid
+// when it is a safe-agent that says (agent.Listen checks again, racily
+// but harmlessly, when it creates the socket).
+func checkNotRunning(socket string) error {
+	c, err := net.DialTimeout("unix", socket, time.Second)
+	if err != nil {
+		return nil // nothing there, or a stale socket file Listen replaces
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	who := ""
+	var st agent.Status
+	if err := agentJSON(sshagent.NewClient(c).(sshagent.ExtendedAgent), agent.ExtStatus, &st); err == nil && st.PID > 0 {
+		who = fmt.Sprintf(" (pid %d)", st.PID)
+	}
+	return fmt.Errorf("an agent is already running on %s%s: use it (SSH_AUTH_SOCK=%s), stop it first, or choose another --socket",
+		socket, who, shellQuote(socket))
 }

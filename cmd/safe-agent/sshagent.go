@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -200,7 +202,8 @@ func sshAgentMain(args []string, stdout, stderr io.Writer) int {
 	if o.kill {
 		return sshAgentKill(csh, stdout, stderr)
 	}
-	if o.socket == "" {
+	madeDir := o.socket == ""
+	if madeDir {
 		dir, err := os.MkdirTemp("", "ssh-")
 		if err != nil {
 			fmt.Fprintf(stderr, "ssh-agent: create socket directory: %v\n", err)
@@ -210,9 +213,17 @@ func sshAgentMain(args []string, stdout, stderr io.Writer) int {
 	} else if abs, err := filepath.Abs(o.socket); err == nil {
 		o.socket = abs
 	}
-	cfg := serveConfig{socket: o.socket, keystore: "none", lifetime: o.lifetime, debug: o.debug, auditFallback: true}
+	cfg := serveConfig{socket: o.socket, keystore: "none", lifetime: o.lifetime, debug: o.debug, auditFallback: true, removeSocketDir: madeDir}
+	// cleanup removes the directory made above when no agent is left to
+	// (it is empty then; os.Remove leaves a directory that is not).
+	cleanup := func() {
+		if madeDir {
+			_ = os.Remove(filepath.Dir(o.socket))
+		}
+	}
 	if o.foreground || o.debug {
 		printer := func(w io.Writer, socket string, pid int) { printAgentVars(w, csh, socket, pid) }
+		defer cleanup()
 		if err := runServe(context.Background(), cfg, stdout, stderr, printer); err != nil {
 			fmt.Fprintf(stderr, "ssh-agent: %v\n", err)
 			return 1
@@ -225,6 +236,7 @@ func sshAgentMain(args []string, stdout, stderr io.Writer) int {
 	}
 	pid, err := startDetachedAgent(cfg, watch)
 	if err != nil {
+		cleanup()
 		fmt.Fprintf(stderr, "ssh-agent: %v\n", err)
 		return 1
 	}
@@ -297,6 +309,9 @@ func startDetachedAgent(cfg serveConfig, watchPID int) (int, error) {
 	if watchPID > 0 {
 		args = append(args, "--watch-pid", strconv.Itoa(watchPID))
 	}
+	if cfg.removeSocketDir {
+		args = append(args, "--remove-socket-dir")
+	}
 	devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
 	if err != nil {
 		w.Close()
@@ -323,4 +338,14 @@ func startDetachedAgent(cfg serveConfig, watchPID int) (int, error) {
 		return 0, errors.New(strings.TrimPrefix(line, "error: "))
 	}
 	return pid, nil
+}
+
+// removeSocketDir removes the directory of socket once the agent has
+// stopped and its socket is gone, as OpenSSH's agent removes the
+// /tmp/ssh-XXXXXX it made. Only an empty directory is removed.
+func removeSocketDir(socket string, logger *slog.Logger) {
+	dir := filepath.Dir(socket)
+	if err := os.Remove(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		logger.Warn("could not remove the socket directory", "dir", dir, "err", err)
+	}
 }

@@ -70,8 +70,11 @@ func newStatusCmd() *cobra.Command {
 		Long: `Ask the running agent (on --socket, else $SSH_AUTH_SOCK, else the default
 socket) what it is doing: its pid and socket, the keys it holds with their
 settings (confirm, allow, deny, forward depth, lifetime), the policy file in
-force and whether its last reload failed (the agent then keeps the last good
-policy), the audit log, and the newest decisions in that log.
+force (or that there is none and the built-in defaults apply) and whether
+its last reload failed (the agent then keeps the last good policy), the
+program it asks confirmations with (resolved by the agent in its own
+environment: "NONE" and why when it cannot ask), the audit log, and the
+newest decisions in that log.
 
 Exits 1, saying how to start the agent, when no safe-agent answers.`,
 		Example: `  safe-agent status
@@ -141,7 +144,11 @@ func printStatus(w io.Writer, rep statusReport, socket string, now time.Time) {
 		fmt.Fprintln(w, "memory:    keys NOT in locked memory (they may be swapped to disk): raise the memlock limit and restart the agent")
 	}
 	pol := termtext.Escape(orDash(st.Policy))
-	fmt.Fprintf(w, "policy:    %s\n", pol)
+	if st.PolicyDefaults {
+		fmt.Fprintf(w, "policy:    %s does not exist: the built-in defaults apply (confirm forwarded use, at most 1 forwarding hop; `safe-agent policy check` shows them)\n", pol)
+	} else {
+		fmt.Fprintf(w, "policy:    %s\n", pol)
+	}
 	if st.PolicyError != "" {
 		fmt.Fprintf(w, "           LAST RELOAD FAILED, the previous policy stays in force:\n")
 		for _, l := range strings.Split(st.PolicyError, "\n") {
@@ -149,6 +156,7 @@ func printStatus(w io.Writer, rep statusReport, socket string, now time.Time) {
 		}
 		fmt.Fprintf(w, "           fix the file (`safe-agent policy check %s`); it is reloaded when saved\n", pol)
 	}
+	printPromptStatus(w, st.PromptStatus)
 	fmt.Fprintf(w, "audit log: %s\n", termtext.Escape(orDash(st.AuditLog)))
 	for _, n := range st.Notes {
 		fmt.Fprintf(w, "note:      %s\n", termtext.Escape(n))
@@ -173,10 +181,25 @@ func printStatus(w io.Writer, rep statusReport, socket string, now time.Time) {
 	}
 	if len(rep.Recent) > 0 {
 		fmt.Fprintf(w, "\nRecent decisions (`safe-agent audit` shows more):\n")
-		t := newAuditTable(rep.Recent, time.Local)
+		t := newStyledAuditTable(rep.Recent, time.Local, detectStyle(w, os.Getenv), false)
 		io.WriteString(w, t.header())
 		for _, r := range rep.Recent {
 			io.WriteString(w, t.row(r))
 		}
+	}
+}
+
+// printPromptStatus says which program the agent asks with, as the agent
+// itself resolved it in its own environment. An agent that does not
+// report it (an older one) prints nothing.
+func printPromptStatus(w io.Writer, ps agent.PromptStatus) {
+	e := termtext.Escape
+	switch {
+	case ps.PromptSetting == "":
+	case ps.PromptError != "":
+		fmt.Fprintf(w, "prompt:    NONE (prompt = %q): %s\n", e(ps.PromptSetting), e(ps.PromptError))
+		fmt.Fprintln(w, "           every use that needs a confirmation is refused; `safe-agent doctor` says how to fix it")
+	default:
+		fmt.Fprintf(w, "prompt:    %s (prompt = %q, in the agent's environment)\n", e(orDash(ps.Prompt)), e(ps.PromptSetting))
 	}
 }

@@ -80,7 +80,7 @@ func TestAuditOutputEscapesClientStrings(t *testing.T) {
 		t.Errorf("audit table has %d lines, want header and one row:\n%s", n, out)
 	}
 	for _, want := range []string{
-		"log in as " + hostileUserEsc[:32-len("log in as ")-1] + "…", // PURPOSE, cut to its width
+		"log in as " + hostileUserEsc + "  here",                 // PURPOSE, whole: not a terminal
 		`work\u202e\nkey`,                                        // KEY
 		`here → jump\x07.example (fwd)`,                          // PATH
 		`ssh (1) ← evil\x1b]0;title\x07`,                         // PROCESS
