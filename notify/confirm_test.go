@@ -118,7 +118,9 @@ func TestAskpassProtocol(t *testing.T) {
 func TestAskpassDeadlineKillsProcessGroup(t *testing.T) {
 	f := newFake(t, "askpass", "hang")
 	c := newTestConfirmer(t, KindAskpass, fakeEnv(f))
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	// Long enough for the fake to start and record its pids on a loaded
+	// machine; the deadline, not the fake, ends the prompt.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	ok, err := c.Confirm(ctx, "Allow?")
 	if ok || !errors.Is(err, ErrTimeout) {
