@@ -55,6 +55,27 @@ type envConfirmer struct {
 }
 
 func (c *envConfirmer) Confirm(ctx context.Context, text string) (bool, error) {
+	conf, err := c.build(text)
+	if err != nil {
+		return false, err
+	}
+	return conf.Confirm(ctx, text)
+}
+
+// Choose offers three choices when the prompt program can show them
+// (zenity, kdialog, osascript); askpass programs and the tmux popup ask
+// yes/no with q.Text, as Confirm does.
+func (c *envConfirmer) Choose(ctx context.Context, q notify.Choices) (notify.Choice, error) {
+	conf, err := c.build(q.Text)
+	if err != nil {
+		return notify.ChoiceDeny, err
+	}
+	return notify.Choose(ctx, conf, q)
+}
+
+// build returns the prompt program for one prompt; text is its yes/no
+// text, by which the tmux popup finds the client's tmux.
+func (c *envConfirmer) build(text string) (notify.Confirmer, error) {
 	env := c.srv.opts.PromptEnv
 	if !env.HasDisplay() {
 		if ce := c.srv.clientEnv.Load(); ce != nil {
@@ -67,10 +88,7 @@ func (c *envConfirmer) Confirm(ctx context.Context, text string) (bool, error) {
 		// runs in a terminal inside tmux.
 		conf, err = notify.OrTmux(conf, err, c.srv.tmux.get(text), c.srv.tmuxOptions(env))
 	}
-	if err != nil {
-		return false, err
-	}
-	return conf.Confirm(ctx, text)
+	return conf, err
 }
 
 // tmuxOptions: the popup runs this very program's hidden tmux-prompt
@@ -163,9 +181,34 @@ func readClientEnv(pid int) *notify.Env {
 var pidInChain = regexp.MustCompile(` \(\d+\)`)
 
 // programIdentity is the requesting program without process ids, so a
-// remembered yes covers the next `git push` (a new ssh process) too.
+// remembered yes covers the next `git push` (a new ssh process) too: its
+// executable path (from /proc/PID/exe, which the program cannot set) and
+// the names in its chain. A copy of the same program elsewhere, or
+// another program under the same name, is another program.
 func programIdentity(p Peer) string {
 	return p.Exe + " | " + pidInChain.ReplaceAllString(p.Chain, "")
+}
+
+// defaultProgramFor is how long "Allow <program> for N minutes" lasts when
+// the policy remembers nothing (remember = "0s", the default).
+const defaultProgramFor = 10 * time.Minute
+
+// programFor is how long a prompt may offer to allow the requesting
+// program (0: not offered, the prompt asks yes/no): the decision's
+// remember when set, else defaultProgramFor. Not offered for a key added
+// with ssh-add -c (its owner asked for every use to be asked), for a
+// request through a forwarded agent (the program that asks runs on
+// another machine; here there is only the ssh that forwards it), nor
+// when the program's executable is unknown (programs could not be told
+// apart).
+func programFor(p Peer, r *signRequest, remote bool) time.Duration {
+	switch {
+	case r.id.Confirm, remote, p.Exe == "":
+		return 0
+	case r.decision.Remember > 0:
+		return r.decision.Remember
+	}
+	return defaultProgramFor
 }
 
 // purposeText says what a signature is for, as prompts and notices show it.
@@ -214,7 +257,9 @@ func (s *Server) confirm(a *connAgent, r *signRequest) error {
 			Reason:      askReason(r.decision),
 			Certificate: certText(r.cert()),
 		},
-		Remember: r.decision.Remember,
+		Remember:   r.decision.Remember,
+		ProgramFor: programFor(a.peer, r, remote),
+		Program:    a.peer.Exe,
 	}
 	var tmuxText string
 	if !s.opts.PromptEnv.HasDisplay() && readClientEnv(a.peer.PID) == nil {
@@ -231,7 +276,8 @@ func (s *Server) confirm(a *connAgent, r *signRequest) error {
 	if tmuxText != "" {
 		s.tmux.done(tmuxText)
 	}
-	r.prompt = &audit.Prompt{Outcome: string(ans.Outcome), WaitMS: ans.Waited.Milliseconds()}
+	r.prompt = &audit.Prompt{Outcome: string(ans.Outcome), WaitMS: ans.Waited.Milliseconds(),
+		RememberS: int64(ans.Remember / time.Second)}
 	if ans.Yes {
 		return nil
 	}

@@ -83,7 +83,7 @@ func (s *Server) handle(uc *net.UnixConn, peer Peer) (origin string) {
 		drainFirstRequest(uc)
 		return ""
 	}
-	peer.Chain, peer.Exe = processChain(peer.PID, 4)
+	readPeer(&peer)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

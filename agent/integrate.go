@@ -32,6 +32,7 @@ func (a *connAgent) policyRequest(r *signRequest) policy.Request {
 		User:         r.what.User,
 		Namespace:    r.what.Namespace,
 		Now:          a.srv.now(),
+		Client:       a.requestClient(),
 	}
 	switch r.what.Kind {
 	case SignLogin:
@@ -42,6 +43,22 @@ func (a *connAgent) policyRequest(r *signRequest) policy.Request {
 		req.Purpose = policy.PurposeOpaque
 	}
 	return req
+}
+
+// requestClient is the connection's process chain as the policy should
+// see it now: when client rules are in force, the pid is checked to
+// still belong to the process read at connect, running the same program;
+// if not, the chain is unreadable ("process gone") and matches no client
+// pattern.
+func (a *connAgent) requestClient() *policy.Client {
+	c := a.peer.Client
+	if c == nil || !a.srv.policy().HasClientRules() {
+		return c
+	}
+	if why := peerChanged(&a.peer); why != "" {
+		return &policy.Client{Unreadable: why}
+	}
+	return c
 }
 
 // policyKey describes a key to the policy, with the user certificate it
@@ -104,6 +121,7 @@ func (a *connAgent) visible(id *Identity) (bool, policy.Decision) {
 		Hops:       policyHops(a.bind.Hops),
 		BindFailed: a.bind.Failed,
 		Now:        a.srv.now(),
+		Client:     a.peer.Client,
 	})
 }
 

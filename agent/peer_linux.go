@@ -31,9 +31,10 @@ func peerCred(c *net.UnixConn) (Peer, error) {
 
 // procInfo is one process of a chain, read from /proc.
 type procInfo struct {
-	PID  int
-	PPID int
-	Comm string
+	PID   int
+	PPID  int
+	Comm  string
+	Start uint64 // field 22 of /proc/PID/stat: clock ticks after boot; with the pid, it names one process
 }
 
 func readProc(pid int) (procInfo, error) {
@@ -48,15 +49,20 @@ func readProc(pid int) (procInfo, error) {
 	if open < 0 || closing < open {
 		return procInfo{}, fmt.Errorf("unexpected /proc/%d/stat format", pid)
 	}
+	// fields[0] is field 3 (state); field 22 (starttime) is fields[19].
 	fields := strings.Fields(s[closing+1:])
-	if len(fields) < 2 {
+	if len(fields) < 20 {
 		return procInfo{}, fmt.Errorf("unexpected /proc/%d/stat format", pid)
 	}
 	ppid, err := strconv.Atoi(fields[1])
 	if err != nil {
 		return procInfo{}, fmt.Errorf("unexpected /proc/%d/stat format", pid)
 	}
-	return procInfo{PID: pid, PPID: ppid, Comm: s[open+1 : closing]}, nil
+	start, err := strconv.ParseUint(fields[19], 10, 64)
+	if err != nil {
+		return procInfo{}, fmt.Errorf("unexpected /proc/%d/stat format", pid)
+	}
+	return procInfo{PID: pid, PPID: ppid, Comm: s[open+1 : closing], Start: start}, nil
 }
 
 // processChain reads the peer's process and up to depth ancestors, e.g.

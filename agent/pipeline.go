@@ -68,6 +68,9 @@ func (a *connAgent) sign(blob, data []byte, flags sshagent.SignatureFlags) (*ssh
 		err = a.stepConfirmRemembering(r) // stepConfirm, after a refusal on this connection (refusalmemory.go)
 	}
 	if err == nil {
+		err = a.stepRecheck(r)
+	}
+	if err == nil {
 		err = a.stepSign(r)
 	}
 	if aerr := a.stepAudit(r, err); aerr != nil {
@@ -155,6 +158,23 @@ func (a *connAgent) stepConfirm(r *signRequest) error {
 		return nil
 	}
 	return a.srv.confirm(a, r)
+}
+
+// stepRecheck decides again, right before signing, when client rules are
+// in force and the requesting process has exited (or runs another
+// program) since the decision: a prompt can take a while, and its pid may
+// now be another process's. What the policy says of a chain that cannot
+// be identified then stands.
+func (a *connAgent) stepRecheck(r *signRequest) error {
+	pol := a.srv.policy()
+	if !pol.HasClientRules() || peerChanged(&a.peer) == "" {
+		return nil
+	}
+	if d := pol.Decide(a.policyRequest(r)); d.Verdict == policy.Deny {
+		r.decision = d
+		return &refusal{d.Rule, d.Reason}
+	}
+	return nil
 }
 
 // stepSign takes the key out of locked memory for this one signature.

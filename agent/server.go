@@ -79,6 +79,11 @@ type Peer struct {
 	PID, UID, GID int
 	Exe           string // executable path, if readable
 	Chain         string // "ssh (1234) ← git (1200) ← zsh (1000)"
+	// Client is the chain for client rules, read once when the
+	// connection is made (readPeer); start identifies the process, so
+	// that a decision can check the pid still belongs to it.
+	Client *policy.Client
+	start  uint64
 }
 
 // Server is the agent: the identity table and the connections using it.

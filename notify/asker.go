@@ -14,14 +14,15 @@ import (
 type Outcome string
 
 const (
-	OutcomeYes        Outcome = "yes"        // the person said yes
-	OutcomeNo         Outcome = "no"         // the person said no
-	OutcomeTimeout    Outcome = "timeout"    // nobody answered in time
-	OutcomeError      Outcome = "error"      // no prompt could be shown, or it crashed
-	OutcomeRemembered Outcome = "remembered" // an earlier yes still covers it
-	OutcomeCooldown   Outcome = "cooldown"   // refused without asking: prompt fatigue
-	OutcomeCancelled  Outcome = "cancelled"  // the caller went away first
-	OutcomeBusy       Outcome = "busy"       // refused without asking: its forwarded path already has a prompt waiting
+	OutcomeYes        Outcome = "yes"         // the person said yes (or "Allow once")
+	OutcomeYesProgram Outcome = "yes-program" // "Allow <program> for N minutes"
+	OutcomeNo         Outcome = "no"          // the person said no
+	OutcomeTimeout    Outcome = "timeout"     // nobody answered in time
+	OutcomeError      Outcome = "error"       // no prompt could be shown, or it crashed
+	OutcomeRemembered Outcome = "remembered"  // an earlier yes still covers it
+	OutcomeCooldown   Outcome = "cooldown"    // refused without asking: prompt fatigue
+	OutcomeCancelled  Outcome = "cancelled"   // the caller went away first
+	OutcomeBusy       Outcome = "busy"        // refused without asking: its forwarded path already has a prompt waiting
 )
 
 // ErrCooldown: the question was refused without asking because recent
@@ -60,12 +61,24 @@ type Question struct {
 	RemotePath string
 	// Prompt is what is shown. Its Remember field is set from Remember.
 	Prompt Prompt
-	// Remember is how long a yes covers identical questions (0: never).
+	// Remember is how long a yes covers identical questions (0: never),
+	// when the prompt program shows only yes and no.
 	Remember time.Duration
+	// ProgramFor, when > 0, lets a prompt program that can show choices
+	// (zenity, kdialog, osascript) offer "Allow once", "Allow <program>
+	// for ProgramFor" and "Deny" instead of yes and no. "Allow once"
+	// remembers nothing; the program choice remembers the yes for
+	// ProgramFor, for identical questions: so Scope must name the
+	// program's executable. Other prompt programs ask yes/no as before.
+	ProgramFor time.Duration
+	// Program is the requesting program's executable path, named on the
+	// program choice and in the prompt.
+	Program string
 }
 
-// Answer is how a question ended. Yes is true only for OutcomeYes and
-// OutcomeRemembered; Err says why for every other outcome but "no".
+// Answer is how a question ended. Yes is true only for OutcomeYes,
+// OutcomeYesProgram and OutcomeRemembered; Err says why for every other
+// outcome but "no".
 type Answer struct {
 	Yes     bool
 	Outcome Outcome
@@ -74,7 +87,11 @@ type Answer struct {
 	// Shared is true when this caller got the answer of a prompt shown
 	// for an identical question that was already waiting.
 	Shared bool
-	Err    error
+	// Remember is how long this yes now covers identical questions: the
+	// question's Remember for a yes/no prompt's yes, its ProgramFor for
+	// the program choice, 0 for "Allow once" and every other outcome.
+	Remember time.Duration
+	Err      error
 }
 
 // AskerOptions configure an Asker; zero values take the defaults.
@@ -328,13 +345,11 @@ func (a *Asker) work() {
 		r.cancel = cancel
 		a.mu.Unlock()
 
-		q := r.q
-		q.Prompt.Remember = q.Remember
-		yes, err := a.c.Confirm(ctx, q.Prompt.Text())
+		choice, err := a.show(ctx, r.q)
 		cancel()
 
 		a.mu.Lock()
-		ans, cooled := a.recordLocked(r, yes, err)
+		ans, cooled := a.recordLocked(r, choice, err)
 		a.mu.Unlock()
 		a.log.Debug("prompt answered", "key", r.q.KeyFingerprint, "outcome", ans.Outcome, "err", ans.Err)
 		if cooled {
@@ -348,20 +363,62 @@ func (a *Asker) work() {
 	}
 }
 
+// show puts q in front of the person: with three choices when q offers
+// them and the prompt program can show them, else as a yes/no question.
+func (a *Asker) show(ctx context.Context, q Question) (Choice, error) {
+	yesNo := q.Prompt
+	yesNo.Remember = q.Remember
+	yesNo.ProgramFor, yesNo.ProgramExe = 0, ""
+	if q.ProgramFor <= 0 {
+		yes, err := a.c.Confirm(ctx, yesNo.Text())
+		if yes && err == nil {
+			return ChoiceYes, nil
+		}
+		return ChoiceDeny, err
+	}
+	choices := q.Prompt
+	choices.Remember = 0
+	choices.ProgramFor, choices.ProgramExe = q.ProgramFor, q.Program
+	return Choose(ctx, a.c, Choices{
+		Text:         yesNo.Text(),
+		ChoiceText:   choices.Text(),
+		ProgramLabel: ProgramLabel(q.Program, q.ProgramFor),
+	})
+}
+
+// granted is the outcome of a choice that allows, and how long it is
+// remembered; ok is false for ChoiceDeny.
+func granted(q Question, c Choice) (o Outcome, remember time.Duration, ok bool) {
+	switch c {
+	case ChoiceYes:
+		return OutcomeYes, q.Remember, true
+	case ChoiceOnce:
+		return OutcomeYes, 0, true
+	case ChoiceProgram:
+		if q.ProgramFor <= 0 {
+			// Never offered: take it as once.
+			return OutcomeYes, 0, true
+		}
+		return OutcomeYesProgram, q.ProgramFor, true
+	}
+	return "", 0, false
+}
+
 // recordLocked turns a prompt's result into an Answer and updates memory
 // and fatigue. cooled is true when this answer started a cooldown.
-func (a *Asker) recordLocked(r *request, yes bool, err error) (ans Answer, cooled bool) {
+func (a *Asker) recordLocked(r *request, choice Choice, err error) (ans Answer, cooled bool) {
 	now := a.o.Now()
+	outcome, remember, yes := granted(r.q, choice)
 	switch {
 	case r.gone:
 		return Answer{Outcome: OutcomeCancelled, Err: ErrCancelled}, false
 	case yes && err == nil:
 		a.pruneLocked(now)
-		if r.q.Remember > 0 {
-			a.remembered[r.id] = memory{key: r.q.KeyFingerprint, until: now.Add(r.q.Remember)}
+		if remember > 0 {
+			a.remembered[r.id] = memory{key: r.q.KeyFingerprint, until: now.Add(remember)}
 		}
 		delete(a.failures, r.fid)
-		return Answer{Yes: true, Outcome: OutcomeYes}, false
+		return Answer{Yes: true, Outcome: outcome, Remember: remember}, false
 	case errors.Is(err, ErrTimeout):
 		ans = Answer{Outcome: OutcomeTimeout, Err: err}
 	case err != nil:

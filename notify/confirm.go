@@ -9,7 +9,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // Confirmer asks the person one yes/no question. Confirm returns true only
@@ -19,6 +21,102 @@ import (
 // not be shown or crashed is (false, err).
 type Confirmer interface {
 	Confirm(ctx context.Context, text string) (bool, error)
+}
+
+// Choice is the person's answer to a question that may offer choices
+// (see Chooser and Choose).
+type Choice int
+
+const (
+	// ChoiceDeny: Deny, Escape, a closed window, or anything unclear.
+	ChoiceDeny Choice = iota
+	// ChoiceYes: a yes from a prompt that shows only yes and no; the
+	// policy's remember applies to it, as it always did.
+	ChoiceYes
+	// ChoiceOnce: "Allow once"; nothing is remembered.
+	ChoiceOnce
+	// ChoiceProgram: "Allow <program> for N minutes"; the yes is
+	// remembered for N for the same program (see Question.ProgramFor).
+	ChoiceProgram
+)
+
+// Button labels of a three-choice prompt.
+const (
+	labelOnce = "Allow once"
+	labelDeny = "Deny"
+)
+
+// Choices is a question for a prompt that may offer three choices.
+type Choices struct {
+	// Text is the question as a yes/no prompt shows it.
+	Text string
+	// ChoiceText is the question as a three-choice prompt shows it: it
+	// says what each choice does.
+	ChoiceText string
+	// ProgramLabel is the label of the third choice, "Allow ssh-keygen
+	// for 10 minutes" (see ProgramLabel).
+	ProgramLabel string
+}
+
+// Chooser is a Confirmer whose prompt can show "Allow once", a program
+// label and "Deny". Deny is the default (Return) and what Escape or
+// closing the window means. The error cases are those of Confirm, with
+// ChoiceDeny.
+type Chooser interface {
+	Confirmer
+	Choose(ctx context.Context, c Choices) (Choice, error)
+}
+
+// Choose asks c with conf: with three choices when conf is a Chooser,
+// else as a yes/no question with c.Text, whose yes is ChoiceYes.
+func Choose(ctx context.Context, conf Confirmer, c Choices) (Choice, error) {
+	if ch, ok := conf.(Chooser); ok {
+		return ch.Choose(ctx, c)
+	}
+	yes, err := conf.Confirm(ctx, c.Text)
+	if yes && err == nil {
+		return ChoiceYes, nil
+	}
+	return ChoiceDeny, err
+}
+
+// maxProgramName bounds the program name on a button, in runes.
+const maxProgramName = 40
+
+// ProgramLabel is the label of the "allow this program" choice: `Allow
+// ssh-keygen for 10 minutes`. exe is the program's executable path; its
+// base name is shown (quoted when it holds unusual characters, so that a
+// name cannot read as more words).
+func ProgramLabel(exe string, d time.Duration) string {
+	name := "this program"
+	if base := filepath.Base(exe); exe != "" && base != "/" && base != "." {
+		name = word(base)
+		if len([]rune(name)) > maxProgramName {
+			name = quote(base, maxProgramName-3)
+		}
+	}
+	return "Allow " + name + " for " + longDuration(d)
+}
+
+// longDuration says d in words for a button: "10 minutes", "1 hour",
+// "90 seconds"; other lengths as formatDuration writes them ("1h30m").
+func longDuration(d time.Duration) string {
+	d = d.Round(time.Second)
+	unit := func(n time.Duration, one string) string {
+		if n == 1 {
+			return "1 " + one
+		}
+		return strconv.FormatInt(int64(n), 10) + " " + one + "s"
+	}
+	switch {
+	case d >= time.Hour && d%time.Hour == 0:
+		return unit(d/time.Hour, "hour")
+	case d >= time.Minute && d%time.Minute == 0:
+		return unit(d/time.Minute, "minute")
+	case d < time.Minute && d >= time.Second:
+		return unit(d/time.Second, "second")
+	}
+	return formatDuration(d)
 }
 
 var (
@@ -253,6 +351,104 @@ func (d *dialog) Confirm(ctx context.Context, text string) (bool, error) {
 	}
 	r.wipe()
 	return r.exit == 0, nil
+}
+
+// Radiolist tags of kdialog's three-choice prompt: what it prints.
+const (
+	kdialogTagDeny    = "deny"
+	kdialogTagOnce    = "once"
+	kdialogTagProgram = "program"
+)
+
+// choiceArgs are the arguments of a three-choice prompt.
+//
+// zenity (checked with 3.44): a question whose OK button is "Allow once"
+// (exit 0), Cancel "Deny" (exit 1, the default with --default-cancel;
+// Escape and closing the window are exit 1 too) and an extra button with
+// the program label, which exits 1 and prints its label.
+//
+// kdialog (checked with 22.12): its three-button dialogs make the first
+// button the default and Escape the third, so no order makes Return and
+// Escape both deny. A radio list with Deny preselected does: OK prints
+// the chosen tag, Return takes the selection, Cancel and Escape exit 1.
+func (d *dialog) choiceArgs(c Choices) []string {
+	if d.kind == KindKDialog {
+		return []string{"--title", dialogTitle, "--radiolist", kdialogText(c.ChoiceText),
+			kdialogTagDeny, labelDeny, "on",
+			kdialogTagOnce, labelOnce, "off",
+			kdialogTagProgram, c.ProgramLabel, "off"}
+	}
+	// GTK reads an underscore in a button label as a mnemonic; doubled,
+	// it is shown as typed. zenity prints the label as given.
+	return []string{"--question", "--title", dialogTitle, "--text", c.ChoiceText,
+		"--ok-label", labelOnce, "--cancel-label", labelDeny,
+		"--extra-button", gtkLabel(c.ProgramLabel),
+		"--default-cancel", "--no-markup", "--width", "520"}
+}
+
+// osascriptChoiceScript shows macOS's three-button dialog. The text and
+// the program label reach it as arguments, never as script source, so
+// they cannot inject AppleScript. Deny is both the default button
+// (Return) and the cancel button (Escape, exit 1).
+var osascriptChoiceScript = []string{
+	"-e", "on run argv",
+	"-e", `display dialog (item 1 of argv) with title "` + dialogTitle + `" buttons {"` + labelDeny + `", "` + labelOnce + `", (item 2 of argv)} default button "` + labelDeny + `" cancel button "` + labelDeny + `" with icon caution`,
+	"-e", "end run",
+}
+
+func osascriptChoiceArgs(c Choices) []string {
+	return append(append([]string{}, osascriptChoiceScript...), c.ChoiceText, c.ProgramLabel)
+}
+
+// osascriptChoice reads the dialog's answer: it prints "button
+// returned:LABEL" and exits 0 for the buttons other than Deny.
+func osascriptChoice(r run, c Choices) Choice {
+	if r.exit != 0 || r.overflow {
+		return ChoiceDeny
+	}
+	switch string(bytes.TrimSpace(r.out)) {
+	case "button returned:" + labelOnce:
+		return ChoiceOnce
+	case "button returned:" + c.ProgramLabel:
+		return ChoiceProgram
+	}
+	return ChoiceDeny
+}
+
+// gtkLabel is s as a GTK button label that shows s.
+func gtkLabel(s string) string { return strings.ReplaceAll(s, "_", "__") }
+
+// Choose shows the three-choice prompt. Only an exact, known answer
+// allows: anything else the program does or prints is a Deny.
+func (d *dialog) Choose(ctx context.Context, c Choices) (Choice, error) {
+	r, err := d.prog.run(ctx, d.choiceArgs(c), d.env.list())
+	if err != nil {
+		return ChoiceDeny, err
+	}
+	defer r.wipe()
+	if r.overflow {
+		return ChoiceDeny, nil
+	}
+	out := string(bytes.TrimSuffix(r.out, []byte("\n")))
+	if d.kind == KindKDialog {
+		if r.exit != 0 {
+			return ChoiceDeny, nil
+		}
+		switch out {
+		case kdialogTagOnce:
+			return ChoiceOnce, nil
+		case kdialogTagProgram:
+			return ChoiceProgram, nil
+		}
+		return ChoiceDeny, nil
+	}
+	switch {
+	case r.exit == 0 && out == "":
+		return ChoiceOnce, nil
+	case r.exit == 1 && out != "" && out == gtkLabel(c.ProgramLabel):
+		return ChoiceProgram, nil
+	}
+	return ChoiceDeny, nil
 }
 
 func (d *dialog) String() string { return d.kind + " " + d.prog.path }

@@ -44,6 +44,17 @@ func (o *osascript) Confirm(ctx context.Context, text string) (bool, error) {
 	return r.exit == 0 && !r.overflow && bytes.Equal(bytes.TrimSpace(r.out), []byte("button returned:Allow")), nil
 }
 
+// Choose shows a dialog with Deny (the default), "Allow once" and the
+// program label.
+func (o *osascript) Choose(ctx context.Context, c Choices) (Choice, error) {
+	r, err := o.prog.run(ctx, osascriptChoiceArgs(c), o.env.list())
+	if err != nil {
+		return ChoiceDeny, err
+	}
+	defer r.wipe()
+	return osascriptChoice(r, c), nil
+}
+
 func (o *osascript) String() string { return "osascript" }
 
 func autoPlatform(env Env, log *slog.Logger) Confirmer {

@@ -34,6 +34,12 @@ type Prompt struct {
 	// Certificate describes the user certificate used, if any: see
 	// CertificateText.
 	Certificate string
+	// ProgramFor, when set, makes this the text of a three-choice prompt
+	// offering to allow ProgramExe for that long (see Choices): the
+	// closing lines say what each choice does instead of Remember.
+	ProgramFor time.Duration
+	// ProgramExe is the requesting program's executable path.
+	ProgramExe string
 }
 
 // CertificateText describes a user certificate for a prompt or notice:
@@ -91,9 +97,18 @@ func (p Prompt) Text() string {
 		b.WriteString("Asked because " + clean(p.Reason, maxField) + "\n")
 	}
 	b.WriteString("\n")
-	if p.Remember > 0 {
+	switch {
+	case p.ProgramFor > 0:
+		exe := "this program"
+		if p.ProgramExe != "" {
+			exe = clean(p.ProgramExe, maxField)
+		}
+		b.WriteString(`"` + labelOnce + `" covers this request only.` + "\n")
+		b.WriteString(`"` + ProgramLabel(p.ProgramExe, p.ProgramFor) + `" also lets ` + exe +
+			" use this key for the same purpose and path for " + longDuration(p.ProgramFor) + " without asking.")
+	case p.Remember > 0:
 		b.WriteString("A yes is remembered for " + formatDuration(p.Remember) + " for this key, path and program.")
-	} else {
+	default:
 		b.WriteString("Nothing is remembered.")
 	}
 	return b.String()

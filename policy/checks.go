@@ -10,7 +10,9 @@ package policy
 type findingKind int
 
 const (
-	findNoBindRestricted findingKind = iota + 1 // no session-bind at all, and an allow list
+	findNotClient        findingKind = iota + 1 // the key is limited by clients, and no process of the chain is listed
+	findClientUnknown                           // the chain cannot be read, and a [[client]] section covers the key
+	findNoBindRestricted                        // no session-bind at all, and an allow list
 	findNoBindLocal                             // no session-bind, no allow list: a local login
 	findBindFailed                              // a session-bind failed, and an allow list
 	findBindOrder                               // a login bind followed by more binds
@@ -47,6 +49,7 @@ func refusal(kind findingKind, rule string) *finding {
 // evaluateLogin runs the login checks in order; the first finding decides.
 func (d *decider) evaluateLogin() *finding {
 	checks := [...]func() *finding{
+		d.checkClients,
 		d.checkNoBind,
 		d.checkBindFailed,
 		d.checkBindOrder,

@@ -57,6 +57,8 @@ type decider struct {
 	key    string // how reasons name the key
 	allows []list // every non-empty allow list that applies
 	denies []list // every non-empty deny list that applies
+	// clients are the [[client]] sections that apply to this request.
+	clients []appliedClient
 
 	listing  bool   // Visible: a list request, not a signature
 	destRule string // the allow entry that admits the destination, once found
@@ -91,6 +93,7 @@ func (p *Policy) newDecider(r *Request) (*decider, *Decision) {
 	for _, h := range r.Hops {
 		d.hops = append(d.hops, p.index.resolve(h, ct))
 	}
+	d.clients = p.clientRulesFor(r)
 	d.allows, d.denies = d.allowLists(), d.denyLists()
 	return d, nil
 }
@@ -126,6 +129,8 @@ func sectionText(src string) string {
 		return "the settings stored with the key (safe-agent add)"
 	case strings.HasPrefix(src, "key "):
 		return "[[key]] match " + src[len("key "):]
+	case strings.HasPrefix(src, "client "):
+		return "[[client]] " + src[len("client "):]
 	}
 	return src
 }
@@ -146,6 +151,11 @@ func (d *decider) allowLists() []list {
 	if len(d.st.allow) > 0 {
 		ls = append(ls, list{storedSrc, "allow", d.st.allow})
 	}
+	for _, ac := range d.clients {
+		if len(ac.cr.allow) > 0 {
+			ls = append(ls, list{ac.cr.section, "allow", ac.cr.allow})
+		}
+	}
 	return ls
 }
 
@@ -157,14 +167,25 @@ func (d *decider) denyLists() []list {
 	if len(d.st.deny) > 0 {
 		ls = append(ls, list{storedSrc, "deny", d.st.deny})
 	}
+	for _, ac := range d.clients {
+		if len(ac.cr.deny) > 0 {
+			ls = append(ls, list{ac.cr.section, "deny", ac.cr.deny})
+		}
+	}
 	return ls
 }
 
-// depthLimit is the stricter of the policy's and the stored limit.
+// depthLimit is the strictest of the policy's, the stored and the
+// [[client]] sections' limits.
 func (d *decider) depthLimit() (int, string) {
 	limit, src := d.ru.maxDepth, d.ru.depthSrc
 	if d.st.hasDepth && d.st.maxDepth < limit {
 		limit, src = d.st.maxDepth, storedSrc
+	}
+	for _, ac := range d.clients {
+		if ac.cr.hasDepth && ac.cr.maxDepth < limit {
+			limit, src = ac.cr.maxDepth, ac.cr.section
+		}
 	}
 	return limit, src
 }
@@ -241,16 +262,20 @@ func (d *decider) explain(f *finding) Decision {
 	act := d.action(destLabel)
 
 	switch f.kind {
+	case findNotClient:
+		return deny(f.rule, d.clientsMiss(act))
+	case findClientUnknown:
+		return deny(f.rule, d.clientUnknown(act, f.src))
 	case findNoBindRestricted:
 		return deny(f.rule, fmt.Sprintf(
 			"Refused: key %s may not %s: the client did not say which host this login is for (no session-bind), and %s limits the key to allow = %s. OpenSSH 8.9+ is needed for destination rules: use a newer ssh client, or remove allow from %s in %s.",
-			d.key, act, sectionText(f.list.src), patternList(f.list.entries), sectionText(f.list.src), d.fileText()))
+			d.key, act, d.srcText(f.list.src), patternList(f.list.entries), sectionText(f.list.src), d.fileText()))
 	case findNoBindLocal:
 		return d.finish(0, f.rule, fmt.Sprintf("key %s may %s: a local connection (no session-bind), and %s has no allow list", d.key, act, sectionText(d.ru.allowSrc)), nil)
 	case findBindFailed:
 		return deny(f.rule, fmt.Sprintf(
 			"Refused: key %s may not %s: a session-bind on this connection failed verification, so nothing says where this signature would be used, and %s restricts the key with allow. Check the hosts on this path (%s) for tampering.",
-			d.key, act, sectionText(f.list.src), path))
+			d.key, act, d.srcText(f.list.src), path))
 	case findBindOrder:
 		return deny(f.rule, fmt.Sprintf(
 			"Refused: key %s may not %s: the connection's session-binds are inconsistent (%s was bound for a login, yet more hosts follow it: %s). This is not something ssh does; the host that sent them may be tampering.",
@@ -262,7 +287,7 @@ func (d *decider) explain(f *finding) Decision {
 	case findDenied:
 		return deny(f.rule, fmt.Sprintf(
 			"Refused: key %s may not %s (%s): %s matches deny entry %q in %s. To reach this host, remove that entry%s.",
-			d.key, act, path, hops[f.hop].label(), f.list.entries[f.entry].raw, sectionText(f.list.src), d.inFile(f.list.src)))
+			d.key, act, path, hops[f.hop].label(), f.list.entries[f.entry].raw, d.srcText(f.list.src), d.inFile(f.list.src)))
 	case findTooDeep:
 		what := fmt.Sprintf("through %d forwarded agents (at most %d allowed)", depth, f.limit)
 		if f.limit == 0 {
@@ -270,22 +295,22 @@ func (d *decider) explain(f *finding) Decision {
 		}
 		return deny(f.rule, fmt.Sprintf(
 			"Refused: key %s may not %s (%s) %s: max_forward_depth = %d in %s. If you trust every host on this path, raise max_forward_depth there%s.",
-			d.key, act, path, what, f.limit, sectionText(f.src), d.inFile(f.src)))
+			d.key, act, path, what, f.limit, d.srcText(f.src), d.inFile(f.src)))
 	case findNotAllowed:
 		return deny(f.rule, d.allowMiss(*f.list, f.hop, act, path))
 	case findNoNextHop:
 		return deny(f.rule, fmt.Sprintf(
 			"Refused: key %s may not be used from %s (%s): no entry of allow = %s in %s continues from there.",
-			d.key, hops[f.hop].label(), path, patternList(f.list.entries), sectionText(f.list.src)))
+			d.key, hops[f.hop].label(), path, patternList(f.list.entries), d.srcText(f.list.src)))
 	case findUnbound:
 		if d.claimOnly() {
 			return deny(f.rule, fmt.Sprintf(
 				"Refused: key %s may not %s (%s): the login is a plain \"publickey\" signature, which does not name the server it is for, so whoever holds the forwarded agent on %s could use it to log in to any server that accepts the key; %s restricts the key with allow, so through a forwarded agent only host-bound logins (OpenSSH 8.9+ on both ends) are accepted. Log in to an older server directly, not through a forwarded agent.",
-				d.key, act, path, hops[d.lastForwarding()].label(), sectionText(f.list.src)))
+				d.key, act, path, hops[d.lastForwarding()].label(), d.srcText(f.list.src)))
 		}
 		return deny(f.rule, fmt.Sprintf(
 			"Refused: key %s may not %s (%s): the client on %s did not say which host it logs in to (no session-bind for the destination), and %s restricts the key with allow. The client there needs OpenSSH 8.9+.",
-			d.key, act, path, hops[f.hop].label(), sectionText(f.list.src)))
+			d.key, act, path, hops[f.hop].label(), d.srcText(f.list.src)))
 	case findUnknownDest:
 		switch f.verdict {
 		case Deny:
@@ -300,7 +325,7 @@ func (d *decider) explain(f *finding) Decision {
 	}
 	// findAllowed.
 	if d.destRule != "" {
-		return d.finish(depth, f.rule, fmt.Sprintf("key %s may %s (%s): %s", d.key, act, path, allowedBy(f.rule, d.allowEntry(f.rule))), nil)
+		return d.finish(depth, f.rule, fmt.Sprintf("key %s may %s (%s): %s", d.key, act, path, d.allowedBy(f.rule, d.allowEntry(f.rule))), nil)
 	}
 	limit, _ := d.depthLimit()
 	how := fmt.Sprintf("%s has no allow list", sectionText(d.ru.allowSrc))
@@ -345,9 +370,9 @@ func (d *decider) allowEntry(rule string) string {
 	return ""
 }
 
-func allowedBy(rule, entry string) string {
+func (d *decider) allowedBy(rule, entry string) string {
 	src, _, _ := strings.Cut(rule, " allow[")
-	return fmt.Sprintf("allow entry %q in %s", entry, sectionText(src))
+	return fmt.Sprintf("allow entry %q in %s", entry, d.srcText(src))
 }
 
 // allowMiss explains why hop i matched no entry of l and suggests the entry
@@ -395,7 +420,7 @@ func (d *decider) allowMiss(l list, i int, act, path string) string {
 		}
 	}
 	return fmt.Sprintf("Refused: key %s may not %s (%s): %s, %s, is not allowed by %s (allow = %s).%s%s",
-		d.key, act, path, where, h.label(), sectionText(l.src), patternList(l.entries), extra, suggest)
+		d.key, act, path, where, h.label(), d.srcText(l.src), patternList(l.entries), extra, suggest)
 }
 
 func patternList(ps []destPattern) string {
@@ -426,10 +451,16 @@ func (d *decider) finish(depth int, rule, why string, first *reason) Decision {
 	if d.st.confirm {
 		asks = append(asks, reason{storedSrc + " confirm", "the key was added with ssh-add -c or safe-agent add --confirm"})
 	}
+	asks = append(asks, d.clientAsks(depth)...)
 	if len(asks) == 0 {
-		return Decision{Verdict: Allow, Rule: rule, Reason: "Allowed: " + why + "."}
+		return Decision{Verdict: Allow, Rule: rule, Reason: "Allowed: " + why + d.clientsOK() + "."}
 	}
 	remember := d.ru.remember
+	for _, ac := range d.clients {
+		if ac.cr.hasRemember && ac.cr.remember < remember {
+			remember = ac.cr.remember
+		}
+	}
 	if d.st.confirm {
 		remember = 0 // ssh-add -c: every use is asked
 	}
@@ -455,6 +486,9 @@ func (d *decider) finish(depth int, rule, why string, first *reason) Decision {
 // machine.
 func (d *decider) localOnly() Decision {
 	act := d.action("")
+	if f := d.checkClients(); f != nil {
+		return d.explain(f)
+	}
 	if len(d.hops) > 0 || d.r.BindFailed {
 		var why string
 		if d.r.BindFailed {
@@ -465,6 +499,11 @@ func (d *decider) localOnly() Decision {
 		return deny("local only (built-in)", fmt.Sprintf(
 			"Refused: key %s may %s only on your own machine: %s. Run the signing command on your own machine instead.",
 			d.key, act, why))
+	}
+	if d.r.Purpose == PurposeSSHSIG {
+		if bad := d.clientNamespaces(act); bad != nil {
+			return *bad
+		}
 	}
 	if d.r.Purpose == PurposeSSHSIG && d.ru.namespaces != nil {
 		i := slices.Index(d.ru.namespaces, d.r.Namespace)

@@ -84,6 +84,32 @@ allow = ["jump.example"]
 [[key]]
 match = "nons"
 namespaces = []
+
+[[key]]
+match = "gitonly"
+clients = ["git", "/usr/bin/ssh-keygen"]
+
+[[key]]
+match = "sandboxed"
+clients = ["unit:cron.service", "cgroup:/safe-agent-test-*", "container:*"]
+
+[[client]]
+name = "assistants"
+match = ["claude*", "codex"]
+allow = ["jump.example", "jump.example>db.internal"]
+confirm = "always"
+remember = "1m"
+namespaces = ["git"]
+
+[[client]]
+match = "wrapper.sh"
+keys = ["work-*"]
+confirm = "always"
+
+[[client]]
+match = "container:docker"
+max_forward_depth = 0
+deny = ["other.example"]
 `, unknownDest, w.stranger.fp(), w.userKey.fp())
 }
 
@@ -314,7 +340,7 @@ func decideRows(w *world) []decideRow {
 		{name: "unmatched key takes defaults", req: Request{Key: key("home"), Hops: []Hop{dst(w.other.pub)}},
 			verdict: Allow, rule: `defaults`},
 	}
-	return rows
+	return append(rows, clientRows(w)...)
 }
 
 func TestDecide(t *testing.T) {
@@ -455,5 +481,119 @@ func TestVisibleAgreesWithDecide(t *testing.T) {
 	}
 	if n < 15 {
 		t.Fatalf("only %d rows compared; the table lost its forwarded rows", n)
+	}
+}
+
+// clientRows are the Decide rows for clients and [[client]] sections.
+func clientRows(w *world) []decideRow {
+	fwd := func(k ssh.PublicKey) Hop { return Hop{HostKey: k, Forwarded: true} }
+	dst := func(k ssh.PublicKey) Hop { return Hop{HostKey: k} }
+	key := func(c string) Key { return Key{Comment: c, Fingerprint: "SHA256:" + strings.Repeat("A", 43)} }
+	chain := func(procs ...string) *Client {
+		c := &Client{}
+		for i, p := range procs {
+			name, exe, _ := strings.Cut(p, "=")
+			c.Chain = append(c.Chain, Proc{PID: 100 - i, Name: name, Exe: exe})
+		}
+		return c
+	}
+	viaGit := chain("ssh=/usr/bin/ssh", "git=/usr/bin/git", "zsh=/usr/bin/zsh")
+	shell := chain("ssh=/usr/bin/ssh", "zsh=/usr/bin/zsh")
+	claude := chain("ssh=/usr/bin/ssh", "git=/usr/bin/git", "claude=/usr/bin/node", "zsh=/usr/bin/zsh")
+	wrapper := chain("ssh=/usr/bin/ssh", "wrapper.sh=/usr/bin/dash", "bash=/usr/bin/bash")
+	gone := &Client{Unreadable: "process gone"}
+	inCron := chain("ssh=/usr/bin/ssh", "sh=/usr/bin/dash")
+	inCron.Unit, inCron.Cgroup = "cron.service", "/system.slice/cron.service"
+	inCgroup := chain("ssh=/usr/bin/ssh")
+	inCgroup.Cgroup = "/safe-agent-test-42"
+	inDocker := chain("ssh=/usr/bin/ssh")
+	inDocker.Container = "docker"
+	const fp = "(SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA)"
+
+	type row = decideRow
+	return []row{
+		// clients = [...] on a key.
+		{name: "clients: git in the chain logs in", req: Request{Key: key("gitonly"), Hops: []Hop{dst(w.jump.pub)}, User: "git", Client: viaGit},
+			verdict: Allow, rule: `key "gitonly"`,
+			reason: `Allowed: key "gitonly" ` + fp + ` may log in as git to jump.example (here → jump.example): [defaults] has no allow list; it comes from git (99), which clients entry "git" in [[key]] match "gitonly" lets use the key (chain: ssh (100) ← git (99) ← zsh (98)).`},
+		{name: "clients: a shell login refused, chain in the reason", req: Request{Key: key("gitonly"), Hops: []Hop{dst(w.jump.pub)}, User: "git", Client: shell},
+			verdict: Deny, rule: `key "gitonly" clients`,
+			reason: `Refused: key "gitonly" ` + fp + ` may not log in as git to jump.example: the request comes from ssh (100) ← zsh (99), and [[key]] match "gitonly" lets only clients = ["git", "/usr/bin/ssh-keygen"] use the key; none of them is in the chain. To let this program use it, add its name or executable path to clients in /etc/policy.toml.`},
+		{name: "clients: the name is the process name or the executable's, not a look-alike", req: Request{Key: key("gitonly"), Hops: []Hop{dst(w.jump.pub)}, Client: chain("ssh=/usr/bin/ssh", "gitk=/usr/bin/wish")},
+			verdict: Deny, rule: `key "gitonly" clients`},
+		{name: "clients: an absolute path matches the executable", req: Request{Key: key("gitonly"), Purpose: PurposeSSHSIG, Namespace: "git", Client: chain("ssh-keygen=/usr/bin/ssh-keygen", "zsh=/usr/bin/zsh")},
+			verdict: Allow, rule: `defaults namespaces[0]`},
+		{name: "clients: the same name at another path does not", req: Request{Key: key("gitonly"), Purpose: PurposeSSHSIG, Namespace: "git", Client: chain("ssh-keygen=/tmp/ssh-keygen", "zsh=/usr/bin/zsh")},
+			verdict: Deny, rule: `key "gitonly" clients`},
+		{name: "clients: a process gone is refused", req: Request{Key: key("gitonly"), Hops: []Hop{dst(w.jump.pub)}, Client: gone},
+			verdict: Deny, rule: `key "gitonly" clients`,
+			reason: `Refused: key "gitonly" ` + fp + ` may not log in to jump.example: the requesting program cannot be identified (process gone), and [[key]] match "gitonly" lets only clients = ["git", "/usr/bin/ssh-keygen"] use the key.`},
+		{name: "clients: no chain given is refused", req: Request{Key: key("gitonly"), Hops: []Hop{dst(w.jump.pub)}},
+			verdict: Deny, rule: `key "gitonly" clients`},
+		{name: "clients: forwarded login from git allowed", req: Request{Key: key("gitonly"), Hops: []Hop{fwd(w.jump.pub), dst(w.db.pub)}, Client: viaGit},
+			verdict: Allow, rule: `key "gitonly"`},
+		{name: "clients: forwarded login from a shell refused", req: Request{Key: key("gitonly"), Hops: []Hop{fwd(w.jump.pub), dst(w.db.pub)}, Client: shell},
+			verdict: Deny, rule: `key "gitonly" clients`},
+		{name: "clients: unit matches", req: Request{Key: key("sandboxed"), Hops: []Hop{dst(w.jump.pub)}, Client: inCron},
+			verdict: Allow, rule: `key "sandboxed"`},
+		{name: "clients: cgroup glob matches", req: Request{Key: key("sandboxed"), Hops: []Hop{dst(w.jump.pub)}, Client: inCgroup},
+			verdict: Allow, rule: `key "sandboxed"`},
+		{name: "clients: container:* matches any container", req: Request{Key: key("sandboxed"), Hops: []Hop{fwd(w.jump.pub), dst(w.db.pub)}, Client: inDocker},
+			verdict: Deny, rule: `client "container:docker" max_forward_depth`},
+		{name: "clients: no unit, cgroup or container refused", req: Request{Key: key("sandboxed"), Hops: []Hop{dst(w.jump.pub)}, Client: shell},
+			verdict: Deny, rule: `key "sandboxed" clients`},
+
+		// [[client]] sections.
+		{name: "client: assistant login to an allowed host asks", req: Request{Key: key("nobody"), Hops: []Hop{dst(w.jump.pub)}, User: "git", Client: claude},
+			verdict: Confirm, rule: `client "assistants" confirm`, remember: time.Minute,
+			reason: `Ask first: key "nobody" ` + fp + ` would log in as git to jump.example (here → jump.example): confirm = "always" in [[client]] "assistants" (it applies: claude (98, /usr/bin/node), in the chain ssh (100) ← git (99) ← claude (98) ← zsh (97)).`},
+		{name: "client: assistant login elsewhere refused by its allow list", req: Request{Key: key("nobody"), Hops: []Hop{dst(w.other.pub)}, Client: claude},
+			verdict: Deny, rule: `client "assistants" allow`,
+			reason: `Refused: key "nobody" ` + fp + ` may not log in to other.example (here → other.example): the destination, other.example, is not allowed by [[client]] "assistants" (it applies: claude (98, /usr/bin/node), in the chain ssh (100) ← git (99) ← claude (98) ← zsh (97)) (allow = ["jump.example", "jump.example>db.internal"]). To permit it, add "other.example" to that allow list in /etc/policy.toml.`},
+		{name: "client: the same login from a shell is not restricted", req: Request{Key: key("nobody"), Hops: []Hop{dst(w.other.pub)}, Client: shell},
+			verdict: Allow, rule: `defaults`},
+		{name: "client: the key's own allow list still applies", req: Request{Key: key("jumponly"), Hops: []Hop{fwd(w.jump.pub), dst(w.db.pub)}, Client: claude},
+			verdict: Deny, rule: `key "jumponly" max_forward_depth`},
+		{name: "client: forwarded assistant login allowed by both lists asks", req: Request{Key: key("chain"), Hops: []Hop{fwd(w.jump.pub), dst(w.db.pub)}, Client: claude},
+			verdict: Confirm, rule: `client "assistants" confirm`, remember: time.Minute},
+		{name: "client: forwarded assistant login outside its list refused", req: Request{Key: key("nobody"), Hops: []Hop{fwd(w.jump.pub), dst(w.other.pub)}, Client: claude},
+			verdict: Deny, rule: `client "assistants" allow`},
+		{name: "client: assistant SSHSIG in its namespace asks", req: Request{Key: key("nobody"), Purpose: PurposeSSHSIG, Namespace: "git", Client: claude},
+			verdict: Confirm, rule: `client "assistants" confirm`, remember: time.Minute},
+		{name: "client: assistant SSHSIG outside its namespaces refused", req: Request{Key: key("nobody"), Purpose: PurposeSSHSIG, Namespace: "file", Client: claude},
+			verdict: Deny, rule: `client "assistants" namespaces`,
+			reason: `Refused: key "nobody" ` + fp + ` may not make an SSHSIG signature (ssh-keygen -Y sign, namespace "file"): namespaces in [[client]] "assistants" (it applies: claude (98, /usr/bin/node), in the chain ssh (100) ← git (99) ← claude (98) ← zsh (97)) are "git". Add "file" to namespaces there in /etc/policy.toml to allow it.`},
+		{name: "client: a yes is remembered for the shorter time", req: Request{Key: key("always"), Hops: []Hop{dst(w.jump.pub)}, Client: chain("codex=/usr/bin/codex")},
+			verdict: Confirm, rule: `key "always" confirm`, remember: time.Minute},
+		{name: "client: keys limits the section to matching keys", req: Request{Key: key("work-1"), Hops: []Hop{dst(w.jump.pub)}, Client: wrapper},
+			verdict: Confirm, rule: `client "wrapper.sh" confirm`, remember: 5 * time.Minute},
+		{name: "client: a key keys does not match is not restricted", req: Request{Key: key("nobody"), Hops: []Hop{dst(w.jump.pub)}, Client: wrapper},
+			verdict: Allow, rule: `defaults`},
+		{name: "client: a container's deny list applies", req: Request{Key: key("nobody"), Hops: []Hop{dst(w.other.pub)}, Client: inDocker},
+			verdict: Deny, rule: `client "container:docker" deny[0]`},
+		{name: "client: a process gone escapes no [[client]] section", req: Request{Key: key("nobody"), Hops: []Hop{dst(w.other.pub)}, Client: gone},
+			verdict: Deny, rule: `client "assistants" match`,
+			reason: `Refused: key "nobody" ` + fp + ` may not log in to other.example: the requesting program cannot be identified (process gone), and [[client]] "assistants" adds restrictions for some programs that may use this key; a program that cannot be identified gets no fewer.`},
+		{name: "client: a process gone, forwarded", req: Request{Key: key("nobody"), Hops: []Hop{fwd(w.jump.pub), dst(w.db.pub)}, Client: gone},
+			verdict: Deny, rule: `client "assistants" match`},
+	}
+}
+
+func TestParseClient(t *testing.T) {
+	c, err := ParseClient("ssh (1240) ← /usr/bin/git <- zsh < unit:cron.service<container:docker")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Proc{{Name: "ssh"}, {Name: "git", Exe: "/usr/bin/git"}, {Name: "zsh"}}
+	if !slices.Equal(c.Chain, want) || c.Unit != "cron.service" || c.Container != "docker" {
+		t.Errorf("ParseClient = %+v", c)
+	}
+	if got := c.Text(); got != "ssh ← git ← zsh, unit cron.service, in a docker container" {
+		t.Errorf("Text = %q", got)
+	}
+	for _, bad := range []string{"", "ssh ← ← zsh", "git*", "bin/git"} {
+		if _, err := ParseClient(bad); err == nil {
+			t.Errorf("ParseClient(%q): no error", bad)
+		}
 	}
 }

@@ -13,16 +13,22 @@ import (
 func fuzzRequests(t *testing.T, p *Policy, w *world, extra []ssh.PublicKey) {
 	keys := append([]ssh.PublicKey{w.jump.pub, w.lab.pub, w.hashed.pub, w.dbCert, nil}, extra...)
 	now := time.Unix(1_700_000_000, 0)
+	clients := []*Client{nil,
+		{Chain: []Proc{{PID: 3, Name: "ssh", Exe: "/usr/bin/ssh"}, {PID: 2, Name: "git", Exe: "/usr/bin/git"}, {PID: 1, Name: "claude", Exe: "/usr/bin/node"}}},
+		{Chain: []Proc{{PID: 3, Name: "ssh"}}, Unit: "cron.service", Cgroup: "/safe-agent-test-1", Container: "docker"},
+		{Unreadable: "process gone"},
+	}
 	for i, k := range []Key{{Comment: "work-1"}, {Comment: "chain"}, {Fingerprint: w.userKey.fp()}} {
 		for j, a := range keys {
 			b := keys[(i+j)%len(keys)]
 			hops := []Hop{{HostKey: b, Forwarded: true}, {HostKey: a}}
 			purpose := Purpose(j % 3)
-			d := p.Decide(Request{Key: k, Hops: hops, Purpose: purpose, Namespace: "git", Now: now, BindFailed: j == 1})
+			c := clients[(i+j)%len(clients)]
+			d := p.Decide(Request{Key: k, Hops: hops, Purpose: purpose, Namespace: "git", Now: now, BindFailed: j == 1, Client: c})
 			if d.Reason == "" || d.Rule == "" {
 				t.Fatalf("decision without rule or reason: %+v", d)
 			}
-			p.Visible(Request{Key: k, Hops: hops[:1], Now: now})
+			p.Visible(Request{Key: k, Hops: hops[:1], Now: now, Client: c})
 			if i == 0 {
 				p.HostNames(a)
 			}
@@ -43,6 +49,9 @@ func FuzzParsePolicy(f *testing.F) {
 		"a = \"\"\"\nmulti\n\"\"\"\n[[key]]\nmatch = 'x'\nconfirm = \"x\"",
 		"[defaults\n",
 		"\"quoted key\" = 1\n[\"key\"]\n",
+		"[defaults]\nclients = [\"git\", \"/usr/bin/ssh\", \"unit:cron.service\"]\n[[key]]\nmatch = \"chain\"\nclients = [\"cgroup:/safe-agent-test-*\", \"container:*\"]\n",
+		"[[client]]\nname = \"assistants\"\nmatch = [\"claude*\", \"codex\"]\nallow = [\"jump.example\"]\nconfirm = \"always\"\nremember = \"1m\"\nnamespaces = [\"git\"]\n",
+		"[[client]]\nmatch = \"container:docker\"\nkeys = [\"work-*\", \"principal:a*\"]\nmax_forward_depth = 0\ndeny = [\"*.lab\"]\n[[client]]\nmatch = []\n",
 	} {
 		f.Add([]byte(s))
 	}

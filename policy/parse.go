@@ -42,9 +42,11 @@ func (es FileErrors) Error() string {
 const maxErrors = 20
 
 var (
-	topFields  = []string{"known_hosts", "unknown_destination", "prompt", "confirm_timeout", "notify", "refusal_memory", "audit_mirror", "defaults", "key"}
-	ruleFields = []string{"allow", "deny", "max_forward_depth", "confirm", "remember", "namespaces"}
-	keyFields  = append([]string{"match"}, ruleFields...)
+	topFields     = []string{"known_hosts", "unknown_destination", "prompt", "confirm_timeout", "notify", "refusal_memory", "audit_mirror", "defaults", "key", "client"}
+	ruleFields    = []string{"allow", "deny", "max_forward_depth", "confirm", "remember", "namespaces"}
+	defaultFields = append(slices.Clone(ruleFields), "clients")
+	keyFields     = append(append([]string{"match"}, ruleFields...), "clients")
+	clientFields  = append([]string{"name", "match", "keys"}, ruleFields...)
 )
 
 // checker walks the decoded TOML and collects errors with positions.
@@ -189,36 +191,48 @@ func (c *checker) policy(raw map[string]any) *Policy {
 	}
 	if v, ok := raw["defaults"]; ok {
 		if t, ok := v.(map[string]any); ok {
-			c.unknownFields(t, "defaults", ruleFields, "[defaults]")
+			c.unknownFields(t, "defaults", defaultFields, "[defaults]")
 			c.ruleFields(t, "defaults", p.defaults)
 		} else {
 			c.bad("defaults", "defaults must be a table: write [defaults] on a line of its own")
 		}
 	}
-	if v, ok := raw["key"]; ok {
-		var tables []map[string]any
-		switch v := v.(type) {
-		case []map[string]any:
-			tables = v
-		case []any:
-			for i, e := range v {
-				t, ok := e.(map[string]any)
-				if !ok {
-					c.bad(fmt.Sprintf("key[%d]", i), "each key entry must be a table: write [[key]] sections")
-					continue
-				}
-				tables = append(tables, t)
-			}
-		default:
-			c.bad("key", "key must be a list of tables: write each as a [[key]] section")
-		}
-		for i, t := range tables {
-			path := fmt.Sprintf("key[%d]", i)
-			c.unknownFields(t, path, keyFields, "[[key]]")
-			p.rules = append(p.rules, c.keyRule(t, path, p.defaults))
-		}
+	for i, t := range c.tables(raw, "key") {
+		path := fmt.Sprintf("key[%d]", i)
+		c.unknownFields(t, path, keyFields, "[[key]]")
+		p.rules = append(p.rules, c.keyRule(t, path, p.defaults))
+	}
+	for i, t := range c.tables(raw, "client") {
+		path := fmt.Sprintf("client[%d]", i)
+		c.unknownFields(t, path, clientFields, "[[client]]")
+		p.clientRules = append(p.clientRules, c.clientRule(t, path))
 	}
 	return p
+}
+
+// tables reads raw[name] as a list of [[name]] sections.
+func (c *checker) tables(raw map[string]any, name string) []map[string]any {
+	v, ok := raw[name]
+	if !ok {
+		return nil
+	}
+	var tables []map[string]any
+	switch v := v.(type) {
+	case []map[string]any:
+		tables = v
+	case []any:
+		for i, e := range v {
+			t, ok := e.(map[string]any)
+			if !ok {
+				c.bad(fmt.Sprintf("%s[%d]", name, i), "each %s entry must be a table: write [[%s]] sections", name, name)
+				continue
+			}
+			tables = append(tables, t)
+		}
+	default:
+		c.bad(name, "%s must be a list of tables: write each as a [[%s]] section", name, name)
+	}
+	return tables
 }
 
 func (c *checker) keyRule(t map[string]any, path string, d *rule) *rule {
@@ -227,30 +241,37 @@ func (c *checker) keyRule(t map[string]any, path string, d *rule) *rule {
 	if !ok {
 		c.errAt(c.loc.key(path), "[[key]] needs match = \"SHA256:…\" (a key fingerprint), a comment glob like \"work-*\", \"ca:SHA256:…\" or \"principal:NAME\"")
 	} else if m, ok := c.str(path+".match", mv); ok {
-		switch {
-		case strings.HasPrefix(m, "SHA256:"):
-			if err := checkFingerprint(m); err != nil {
-				c.bad(path+".match", "match: %v", err)
-			}
-			r.kind = matchFingerprint
-		case strings.HasPrefix(m, "ca:"):
-			r.kind, r.value = matchCA, strings.TrimPrefix(m, "ca:")
-			if err := checkFingerprint(r.value); err != nil {
-				c.bad(path+".match", "match %q: after ca: write the CA key's fingerprint (ssh-keygen -lf CA.pub): %v", m, err)
-			}
-		case strings.HasPrefix(m, "principal:"):
-			r.kind, r.value = matchPrincipal, strings.TrimPrefix(m, "principal:")
-			if r.value == "" {
-				c.bad(path+".match", "match %q names no principal: write it like \"principal:alice\" (globs allowed)", m)
-			}
-		case m == "":
-			c.bad(path+".match", "match is empty: write a fingerprint \"SHA256:…\", a comment glob like \"work-*\", \"ca:SHA256:…\" or \"principal:NAME\"")
-		}
-		r.match = c.keep(m)
+		c.keyMatch(path+".match", m, &r)
 	}
 	r.section = fmt.Sprintf("key %q", r.match)
 	c.ruleFields(t, path, &r)
 	return &r
+}
+
+// keyMatch reads a key match ([[key]] match, [[client]] keys) into r's
+// match, kind and value.
+func (c *checker) keyMatch(path, m string, r *rule) {
+	field := lastField(path)
+	switch {
+	case strings.HasPrefix(m, "SHA256:"):
+		if err := checkFingerprint(m); err != nil {
+			c.bad(path, "%s: %v", field, err)
+		}
+		r.kind = matchFingerprint
+	case strings.HasPrefix(m, "ca:"):
+		r.kind, r.value = matchCA, strings.TrimPrefix(m, "ca:")
+		if err := checkFingerprint(r.value); err != nil {
+			c.bad(path, "%s %q: after ca: write the CA key's fingerprint (ssh-keygen -lf CA.pub): %v", field, m, err)
+		}
+	case strings.HasPrefix(m, "principal:"):
+		r.kind, r.value = matchPrincipal, strings.TrimPrefix(m, "principal:")
+		if r.value == "" {
+			c.bad(path, "%s %q names no principal: write it like \"principal:alice\" (globs allowed)", field, m)
+		}
+	case m == "":
+		c.bad(path, "%s is empty: write a fingerprint \"SHA256:…\", a comment glob like \"work-*\", \"ca:SHA256:…\" or \"principal:NAME\"", field)
+	}
+	r.match = c.keep(m)
 }
 
 // ruleFields reads the fields shared by [defaults] and [[key]] into r.
@@ -290,6 +311,16 @@ func (c *checker) ruleFields(t map[string]any, path string, r *rule) {
 			}
 			r.remember = d
 		}
+	}
+	if v, ok := t["clients"]; ok {
+		if l, ok := v.([]any); ok && len(l) == 0 {
+			c.bad(f("clients"), "clients is empty: list the programs that may use the key, like clients = [\"git\", \"ssh\"], or remove the line to let any program use it")
+		}
+		r.clients = c.clientPatterns(f("clients"), v)
+		if r.clients == nil {
+			r.clients = []clientPattern{} // still limited: nothing matches
+		}
+		r.clientsSrc = r.section
 	}
 	if v, ok := t["namespaces"]; ok {
 		r.namespaces = c.stringList(f("namespaces"), v, func(p, s string) bool {
@@ -435,6 +466,79 @@ func (c *checker) patterns(path string, v any) []destPattern {
 		return true
 	})
 	return out
+}
+
+// clientPatterns reads a list of client patterns (clients, [[client]]
+// match).
+func (c *checker) clientPatterns(path string, v any) []clientPattern {
+	var out []clientPattern
+	c.stringList(path, v, func(ep, s string) bool {
+		p, err := compileClientPattern(s)
+		if err != nil {
+			c.bad(ep, "%v", err)
+			return false
+		}
+		p.raw, p.glob = c.keep(p.raw), c.keep(p.glob)
+		out = append(out, p)
+		return true
+	})
+	return out
+}
+
+// clientRule reads a [[client]] section: match (a pattern or a list),
+// optional name and keys, and the restricting rule fields. Every field
+// it sets is only ever added to what the key's own rules say.
+func (c *checker) clientRule(t map[string]any, path string) *clientRule {
+	cr := &clientRule{}
+	switch mv, ok := t["match"]; {
+	case !ok:
+		c.errAt(c.loc.key(path), "[[client]] needs match: a program name like \"git\", an absolute path, \"unit:NAME\", \"cgroup:/PATH\" or \"container:NAME\" (or a list of them)")
+	case isString(mv):
+		cr.match = c.clientPatterns(path+".match", []any{mv})
+	default:
+		if l, ok := mv.([]any); ok && len(l) == 0 {
+			c.bad(path+".match", "match is empty: list the programs this section is for, like match = [\"claude\", \"codex\"]")
+		}
+		cr.match = c.clientPatterns(path+".match", mv)
+	}
+	name := ""
+	if v, ok := t["name"]; ok {
+		if s, ok := c.str(path+".name", v); ok {
+			if strings.TrimSpace(s) == "" {
+				c.bad(path+".name", "name is empty: remove the line, or name the programs, like name = \"coding assistants\"")
+			}
+			name = s
+		}
+	}
+	if name == "" {
+		raws := make([]string, len(cr.match))
+		for i, p := range cr.match {
+			raws[i] = p.raw
+		}
+		name = strings.Join(raws, ", ")
+	}
+	cr.section = c.keep(fmt.Sprintf("client %q", name))
+	if v, ok := t["keys"]; ok {
+		c.stringList(path+".keys", v, func(ep, s string) bool {
+			r := &rule{}
+			c.keyMatch(ep, s, r)
+			cr.keys = append(cr.keys, r)
+			return true
+		})
+	}
+	tmp := rule{section: cr.section}
+	c.ruleFields(t, path, &tmp)
+	cr.allow, cr.deny = tmp.allow, tmp.deny
+	_, cr.hasDepth = t["max_forward_depth"]
+	_, cr.hasConfirm = t["confirm"]
+	_, cr.hasRemember = t["remember"]
+	cr.maxDepth, cr.confirm, cr.remember, cr.namespaces = tmp.maxDepth, tmp.confirm, tmp.remember, tmp.namespaces
+	return cr
+}
+
+func isString(v any) bool {
+	_, ok := v.(string)
+	return ok
 }
 
 func lastField(path string) string {
@@ -589,14 +693,12 @@ func expandPath(f, base string) (string, error) {
 func (p *Policy) literalNames() []string {
 	seen := map[string]bool{}
 	var out []string
-	for _, r := range append([]*rule{p.defaults}, p.rules...) {
-		for _, list := range [][]destPattern{r.allow, r.deny} {
-			for _, dp := range list {
-				for _, hp := range dp.parts {
-					if hp.kind == partLiteral && !seen[hp.s] {
-						seen[hp.s] = true
-						out = append(out, hp.s)
-					}
+	for _, list := range p.destLists() {
+		for _, dp := range list {
+			for _, hp := range dp.parts {
+				if hp.kind == partLiteral && !seen[hp.s] {
+					seen[hp.s] = true
+					out = append(out, hp.s)
 				}
 			}
 		}
@@ -605,16 +707,27 @@ func (p *Policy) literalNames() []string {
 }
 
 func (p *Policy) hasGlobs() bool {
-	for _, r := range append([]*rule{p.defaults}, p.rules...) {
-		for _, list := range [][]destPattern{r.allow, r.deny} {
-			for _, dp := range list {
-				for _, hp := range dp.parts {
-					if hp.kind == partGlob {
-						return true
-					}
+	for _, list := range p.destLists() {
+		for _, dp := range list {
+			for _, hp := range dp.parts {
+				if hp.kind == partGlob {
+					return true
 				}
 			}
 		}
 	}
 	return false
+}
+
+// destLists are every allow and deny list of the file: [defaults],
+// [[key]] and [[client]] sections.
+func (p *Policy) destLists() [][]destPattern {
+	var out [][]destPattern
+	for _, r := range append([]*rule{p.defaults}, p.rules...) {
+		out = append(out, r.allow, r.deny)
+	}
+	for _, cr := range p.clientRules {
+		out = append(out, cr.allow, cr.deny)
+	}
+	return out
 }

@@ -25,7 +25,7 @@ func TestParseErrors(t *testing.T) {
 			`/etc/policy.toml:2:1: unknown field "knwon_hosts" in the top level: did you mean "known_hosts"?`},
 		{"unknown field in defaults, no close match",
 			"[defaults]\n  colour = \"blue\"\n",
-			`/etc/policy.toml:2:3: unknown field "colour" in [defaults]; known fields: allow, deny, max_forward_depth, confirm, remember, namespaces`},
+			`/etc/policy.toml:2:3: unknown field "colour" in [defaults]; known fields: allow, deny, max_forward_depth, confirm, remember, namespaces, clients`},
 		{"unknown field in the second [[key]]",
 			"[[key]]\nmatch = \"a\"\nalow = []\n\n[[key]]\nmatch = \"b\"\n alow = []\n",
 			"/etc/policy.toml:3:1: unknown field \"alow\" in [[key]]: did you mean \"allow\"?\n" +
@@ -90,11 +90,33 @@ func TestParseErrors(t *testing.T) {
 		{"dotted key",
 			"defaults.remember = \"soon\"\n",
 			`/etc/policy.toml:1:21: remember = "soon" is not a duration: write it like "90s", "5m" or "1h30m"`},
+		{"clients: a relative path",
+			"[[key]]\nmatch = \"a\"\nclients = [\"git\", \"bin/ssh\"]\n",
+			`/etc/policy.toml:3:19: client pattern "bin/ssh": a path must be absolute (like "/usr/bin/ssh"); a name has no /`},
+		{"clients: empty",
+			"[defaults]\nclients = []\n",
+			`/etc/policy.toml:2:11: clients is empty: list the programs that may use the key, like clients = ["git", "ssh"], or remove the line to let any program use it`},
+		{"clients: unknown prefix",
+			"[[key]]\nmatch = \"a\"\nclients = [\"units:cron.service\"]\n",
+			`/etc/policy.toml:3:12: client pattern "units:cron.service": unknown prefix; use unit:, cgroup: or container:, or a plain program name`},
+		{"client: no match",
+			"[[client]]\nconfirm = \"always\"\n",
+			`/etc/policy.toml:1:1: [[client]] needs match: a program name like "git", an absolute path, "unit:NAME", "cgroup:/PATH" or "container:NAME" (or a list of them)`},
+		{"client: a typo, a bad cgroup and a bad key match",
+			"[[client]]\nmatch = [\"claude\", \"cgroup:user.slice\"]\nkeys = [\"ca:nope\"]\nconfrim = \"always\"\nclients = [\"git\"]\n",
+			"/etc/policy.toml:2:20: client pattern \"cgroup:user.slice\": a cgroup path starts with / (cat /proc/self/cgroup shows yours), like \"cgroup:/user.slice/*\"\n" +
+				"/etc/policy.toml:3:9: keys \"ca:nope\": after ca: write the CA key's fingerprint (ssh-keygen -lf CA.pub): \"nope\" is not a SHA256 fingerprint; copy it from `ssh-keygen -lf KEYFILE` (SHA256: and 43 characters)\n" +
+				"/etc/policy.toml:4:1: unknown field \"confrim\" in [[client]]: did you mean \"confirm\"?\n" +
+				"/etc/policy.toml:5:1: unknown field \"clients\" in [[client]]; known fields: name, match, keys, allow, deny, max_forward_depth, confirm, remember, namespaces"},
+		{"client: bad restricting fields",
+			"[[client]]\nmatch = \"codex\"\nmax_forward_depth = -1\nremember = \"later\"\n",
+			"/etc/policy.toml:3:21: max_forward_depth = -1 is out of range: use 0 (never through a forwarded agent) to 16\n" +
+				"/etc/policy.toml:4:12: remember = \"later\" is not a duration: write it like \"90s\", \"5m\" or \"1h30m\""},
 		{"several problems, in file order",
 			"[[key]]\nmatch = \"b\"\nconfirm = \"x\"\n[defaults]\nremember = \"y\"\nfoo = 1\n",
 			"/etc/policy.toml:3:11: confirm = \"x\" is not one of \"never\", \"always\", \"forwarded\"\n" +
 				"/etc/policy.toml:5:12: remember = \"y\" is not a duration: write it like \"90s\", \"5m\" or \"1h30m\"\n" +
-				"/etc/policy.toml:6:1: unknown field \"foo\" in [defaults]; known fields: allow, deny, max_forward_depth, confirm, remember, namespaces"},
+				"/etc/policy.toml:6:1: unknown field \"foo\" in [defaults]; known fields: allow, deny, max_forward_depth, confirm, remember, namespaces, clients"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -20,6 +20,10 @@
 //	remember            = "0s"  # a yes is never remembered unless the file says so
 //	namespaces          = any
 //	allow, deny         = none (any host, within max_forward_depth)
+//	clients             = any program
+//
+// Client rules (clients in [defaults] or a [[key]], [[client]] sections)
+// look at Request.Client, the requesting process chain; see client.go.
 //
 // Host naming. A hop's host key gets names from known_hosts: plain names
 // and "[host]:port" (lower-cased; "[host]:22" is "host", as OpenSSH writes
@@ -181,6 +185,10 @@ type Request struct {
 	// Now is the time host certificates are checked against. Zero: no
 	// certificate gets names from @cert-authority lines (fail closed).
 	Now time.Time
+	// Client is the requesting process chain, for clients and [[client]]
+	// rules. nil: not known, so no client pattern matches (a key limited
+	// by clients is refused, no [[client]] section applies).
+	Client *Client
 }
 
 // Decision is Decide's answer.
@@ -226,6 +234,8 @@ type rule struct {
 	remember          time.Duration
 	namespaces        []string // nil: any
 	nsSrc             string
+	clients           []clientPattern // nil: any program
+	clientsSrc        string
 }
 
 // Policy is a loaded policy. Immutable; safe for concurrent use.
@@ -246,6 +256,8 @@ type Policy struct {
 	prefixes []int            // distinct literal prefix lengths, ascending
 	ruleCA   map[string]int   // CA fingerprint → first rule index
 	rulePrin []int            // principal: rules, in file order
+
+	clientRules []*clientRule // [[client]] sections, in file order
 
 	index    *hostIndex
 	warnings []string

@@ -44,6 +44,9 @@ func (p *Policy) Summary() string {
 		}
 		p.describe(&b, r)
 	}
+	for _, cr := range p.clientRules {
+		describeClientRule(&b, cr)
+	}
 	b.WriteString("\nEverywhere: SSHSIG (ssh-keygen -Y sign) and other non-login signatures only on this machine, never through an ssh connection.\n")
 	return b.String()
 }
@@ -63,15 +66,7 @@ func (p *Policy) describe(b *strings.Builder, r *rule) {
 		}
 		hosts = strings.Join(parts, "; ")
 	}
-	var depth string
-	switch r.maxDepth {
-	case 0:
-		depth = "directly only, never through a forwarded agent"
-	case 1:
-		depth = "through at most 1 forwarded agent"
-	default:
-		depth = fmt.Sprintf("through at most %d forwarded agents", r.maxDepth)
-	}
+	depth := depthText(r.maxDepth)
 	fmt.Fprintf(b, "  log in to:   %s%s\n", hosts, from(r.allowSrc))
 	fmt.Fprintf(b, "  forwarding:  %s%s\n", depth, from(r.depthSrc))
 	if len(r.deny) > 0 {
@@ -107,6 +102,95 @@ func (p *Policy) describe(b *strings.Builder, r *rule) {
 	} else {
 		fmt.Fprintf(b, "  SSHSIG:      %s, on this machine%s\n", ns, from(r.nsSrc))
 	}
+	if r.clients != nil {
+		fmt.Fprintf(b, "  programs:    only when %s%s\n", describeClients(r.clients), from(r.clientsSrc))
+	}
+}
+
+// describeClients says in words when client patterns match: "git or ssh
+// is the requesting process or one of its parents".
+func describeClients(ps []clientPattern) string {
+	var procs, other []string
+	for _, p := range ps {
+		switch p.kind {
+		case clientName:
+			procs = append(procs, p.glob)
+		case clientPath:
+			procs = append(procs, "the program "+p.glob)
+		case clientUnit:
+			other = append(other, "the request comes from systemd unit "+p.glob)
+		case clientCgroup:
+			other = append(other, "the request comes from cgroup "+p.glob)
+		case clientContainer:
+			if p.glob == "*" {
+				other = append(other, "the request comes from inside a container")
+			} else {
+				other = append(other, "the request comes from inside a "+p.glob+" container")
+			}
+		}
+	}
+	if len(procs) > 0 {
+		other = append([]string{strings.Join(procs, " or ") + " is the requesting process or one of its parents"}, other...)
+	}
+	return strings.Join(other, ", or ")
+}
+
+func describeClientRule(b *strings.Builder, cr *clientRule) {
+	keys := "every key"
+	if len(cr.keys) > 0 {
+		m := make([]string, len(cr.keys))
+		for i, r := range cr.keys {
+			m[i] = fmt.Sprintf("%q", r.match)
+		}
+		keys = "keys matching " + strings.Join(m, " or ")
+	}
+	fmt.Fprintf(b, "\n%s, for %s, when %s (adds to the key's own rules, never loosens them):\n", sectionText(cr.section), keys, describeClients(cr.match))
+	if len(cr.allow) > 0 {
+		parts := make([]string, len(cr.allow))
+		for i, a := range cr.allow {
+			parts[i] = describePattern(a)
+		}
+		fmt.Fprintf(b, "  log in to:   only %s\n", strings.Join(parts, "; "))
+	}
+	if len(cr.deny) > 0 {
+		parts := make([]string, len(cr.deny))
+		for i, a := range cr.deny {
+			parts[i] = describePattern(a)
+		}
+		fmt.Fprintf(b, "  never:       %s\n", strings.Join(parts, "; "))
+	}
+	if cr.hasDepth {
+		fmt.Fprintf(b, "  forwarding:  %s\n", depthText(cr.maxDepth))
+	}
+	if cr.hasConfirm && cr.confirm != confirmNever {
+		c := "ask before every use"
+		if cr.confirm == confirmForwarded {
+			c = "ask before every use through a forwarded agent"
+		}
+		if cr.hasRemember {
+			c += fmt.Sprintf("; a yes is remembered for at most %s", cr.remember)
+		}
+		fmt.Fprintf(b, "  confirm:     %s\n", c)
+	} else if cr.hasRemember {
+		fmt.Fprintf(b, "  confirm:     a yes is remembered for at most %s\n", cr.remember)
+	}
+	if cr.namespaces != nil {
+		if len(cr.namespaces) == 0 {
+			b.WriteString("  SSHSIG:      never (namespaces is empty)\n")
+		} else {
+			fmt.Fprintf(b, "  SSHSIG:      only namespaces %s\n", nsList(cr.namespaces))
+		}
+	}
+}
+
+func depthText(n int) string {
+	switch n {
+	case 0:
+		return "directly only, never through a forwarded agent"
+	case 1:
+		return "through at most 1 forwarded agent"
+	}
+	return fmt.Sprintf("through at most %d forwarded agents", n)
 }
 
 func describePattern(d destPattern) string {

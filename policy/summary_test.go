@@ -48,3 +48,39 @@ Everywhere: SSHSIG (ssh-keygen -Y sign) and other non-login signatures only on t
 		t.Errorf("Default summary: %s", Default().Summary())
 	}
 }
+
+func TestSummaryClients(t *testing.T) {
+	src := `[[key]]
+match = "deploy"
+clients = ["git", "/usr/bin/ssh-keygen", "unit:cron.service"]
+
+[[client]]
+name = "coding assistants"
+match = ["claude", "codex*"]
+allow = ["github.com"]
+confirm = "always"
+remember = "2m"
+namespaces = ["git"]
+
+[[client]]
+match = "container:*"
+keys = ["work-*"]
+max_forward_depth = 0
+deny = ["*.prod.internal"]
+`
+	got := mustParse(t, src, files{}).Summary()
+	for _, want := range []string{
+		`  programs:    only when git or the program /usr/bin/ssh-keygen is the requesting process or one of its parents, or the request comes from systemd unit cron.service` + "\n",
+		"\n[[client]] \"coding assistants\", for every key, when claude or codex* is the requesting process or one of its parents (adds to the key's own rules, never loosens them):\n" +
+			"  log in to:   only github.com\n" +
+			"  confirm:     ask before every use; a yes is remembered for at most 2m0s\n" +
+			"  SSHSIG:      only namespaces \"git\"\n",
+		"\n[[client]] \"container:*\", for keys matching \"work-*\", when the request comes from inside a container (adds to the key's own rules, never loosens them):\n" +
+			"  never:       *.prod.internal\n" +
+			"  forwarding:  directly only, never through a forwarded agent\n",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("summary lacks\n%s\ngot:\n%s", want, got)
+		}
+	}
+}

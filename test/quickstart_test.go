@@ -495,7 +495,7 @@ func TestReadmePolicyExamples(t *testing.T) {
 			}
 		}
 	}
-	for _, name := range []string{"jump", "github", "signing", "never"} {
+	for _, name := range []string{"jump", "github", "signing", "never", "gitonly", "assistants"} {
 		if examples[name] == "" || explained[name] < 2 {
 			t.Errorf("policy example %q: %d explain lines checked, want the example and at least 2", name, explained[name])
 		}

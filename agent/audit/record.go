@@ -49,6 +49,8 @@ const (
 	PromptTimeout    = "timeout"
 	PromptError      = "error"
 	PromptRemembered = "remembered"
+	// PromptYesProgram: "Allow <program> for N minutes"; RememberS is N.
+	PromptYesProgram = "yes-program"
 )
 
 // Record is one line of the audit log. Seq, Prev, LogID, Torn and Checkpoint belong to
@@ -127,6 +129,9 @@ type Client struct {
 type Prompt struct {
 	Outcome string `json:"outcome"` // PromptYes, PromptNo, …
 	WaitMS  int64  `json:"wait_ms"`
+	// RememberS is how long, in seconds, this yes now covers the same
+	// key, path, purpose and program without asking (0: not at all).
+	RememberS int64 `json:"remember_s,omitempty"`
 }
 
 // DataHash is the value for Purpose.DataSHA256.

@@ -153,12 +153,14 @@ func runPolicyCheck(ctx context.Context, named, socket string, out, errOut io.Wr
 type explainFlags struct {
 	policy, key, path, user, namespace, socket string
 	opaque                                     bool
+	client                                     string
+	clientPID                                  int
 }
 
 func newPolicyExplainCmd() *cobra.Command {
 	var f explainFlags
 	cmd := &cobra.Command{
-		Use:   "explain --key KEY [--path 'a>b'] [--user U | --namespace NS | --opaque]",
+		Use:   "explain --key KEY [--path 'a>b'] [--user U | --namespace NS | --opaque] [--client 'ssh ← git' | --client-pid PID]",
 		Short: "Show what the policy decides for one request",
 		Long: `Show what the policy decides for one request: the verdict (allow, deny or
 confirm), the rule that decided and the reason.
@@ -183,12 +185,22 @@ loaded is explained once per certificate. Every [[key]] match that
 matches none of the agent's keys is a warning. Without an agent, the key
 is taken as written.
 
+--client is the process chain that asks, the requesting process first:
+'ssh ← git ← zsh' ('<' works too), each a process name or an absolute
+executable path, plus unit:NAME, cgroup:/PATH or container:NAME for the
+requesting process; it tries clients and [[client]] rules. --client-pid
+reads the chain of a running process as the agent would. Without
+either, no program is known: a key limited by clients is refused and no
+[[client]] section applies.
+
 The exit status is 0 whatever the verdict; it is 1 only when the policy
 or the flags are invalid, or the key is unknown.`,
 		Example: `  safe-agent policy explain --key work-laptop --path 'jump.example>db.internal' --user deploy
   safe-agent policy explain --key SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU --path github.com
   safe-agent policy explain --key work-laptop --namespace git
-  safe-agent policy explain --key ~/.ssh/id_ed25519-cert.pub --path db.internal --user deploy`,
+  safe-agent policy explain --key ~/.ssh/id_ed25519-cert.pub --path db.internal --user deploy
+  safe-agent policy explain --key work-laptop --path github.com --user git --client 'ssh ← git ← claude'
+  safe-agent policy explain --key work-laptop --namespace git --client-pid 4242`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runPolicyExplain(cmd.Context(), f, time.Now(), cmd.OutOrStdout(), cmd.ErrOrStderr())
@@ -202,8 +214,11 @@ or the flags are invalid, or the key is unknown.`,
 	fl.StringVar(&f.namespace, "namespace", "", "explain an SSHSIG signature with this namespace (git, file, …)")
 	fl.BoolVar(&f.opaque, "opaque", false, "explain a signature that is neither a login nor SSHSIG")
 	fl.StringVar(&f.socket, "socket", "", "agent socket whose keys to use (default $SSH_AUTH_SOCK)")
+	fl.StringVar(&f.client, "client", "", "process chain that asks, requesting process first, like 'ssh ← git ← zsh'")
+	fl.IntVar(&f.clientPID, "client-pid", 0, "read the process chain of this running process")
 	_ = cmd.MarkFlagRequired("key")
 	cmd.MarkFlagsMutuallyExclusive("user", "namespace", "opaque")
+	cmd.MarkFlagsMutuallyExclusive("client", "client-pid")
 	return cmd
 }
 
@@ -231,6 +246,9 @@ func runPolicyExplain(ctx context.Context, f explainFlags, now time.Time, out, e
 	if err != nil {
 		return err
 	}
+	if req.Client, err = explainClient(f); err != nil {
+		return err
+	}
 	if ak.status != nil {
 		for _, w := range ak.unmatchedSections(p) {
 			fmt.Fprintln(errOut, "warning:", termtext.Escape(w))
@@ -242,6 +260,9 @@ func runPolicyExplain(ctx context.Context, f explainFlags, now time.Time, out, e
 		}
 		req.Key, req.Settings = t.key, t.settings
 		printDecision(out, p.Decide(req), t.from)
+		if req.Client != nil {
+			fmt.Fprintf(out, "client:  %s\n", termtext.Escape(req.Client.Text()))
+		}
 	}
 	for _, n := range append(notes, ak.notes...) {
 		fmt.Fprintln(out, "note:", termtext.Escape(n))
@@ -261,6 +282,26 @@ func printDecision(out io.Writer, d policy.Decision, from string) {
 	if from != "" {
 		fmt.Fprintf(out, "key:     %s\n", termtext.Escape(from))
 	}
+}
+
+// explainClient reads --client or --client-pid; nil when neither is
+// given (no program known).
+func explainClient(f explainFlags) (*policy.Client, error) {
+	switch {
+	case f.client != "":
+		c, err := policy.ParseClient(f.client)
+		if err != nil {
+			return nil, fmt.Errorf("explain: --client: %w", err)
+		}
+		return c, nil
+	case f.clientPID != 0:
+		c := agent.ReadClient(f.clientPID)
+		if c.Unreadable != "" {
+			return nil, fmt.Errorf("explain: --client-pid %d: cannot read its process chain (%s)", f.clientPID, c.Unreadable)
+		}
+		return c, nil
+	}
+	return nil, nil
 }
 
 // explainHops turns --path into the request's hops; a host known_hosts

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -216,4 +217,55 @@ func mustOutput(t *testing.T, name string, args ...string) string {
 		t.Fatalf("%s %v: %v", name, args, err)
 	}
 	return string(out)
+}
+
+// TestPolicyExplainClient: --client tries clients and [[client]] rules
+// with a chain written by hand; --client-pid reads a running process's.
+func TestPolicyExplainClient(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "policy.toml")
+	src := "known_hosts = []\n[[key]]\nmatch = \"deploy\"\nclients = [\"git\"]\n" +
+		"[[client]]\nname = \"assistants\"\nmatch = \"claude\"\nnamespaces = [\"git\"]\n"
+	if err := os.WriteFile(file, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		args []string
+		want []string // lines of stdout
+	}{
+		{"git in the chain", []string{"--key", "deploy", "--user", "git", "--client", "ssh ← git ← zsh"},
+			[]string{"verdict: allow", "client:  ssh ← git ← zsh"}},
+		{"a shell is refused", []string{"--key", "deploy", "--client", "ssh <- zsh"},
+			[]string{"verdict: deny", `rule:    key "deploy" clients`}},
+		{"no chain given", []string{"--key", "deploy"},
+			[]string{"verdict: deny", `reason:  Refused: key "deploy" may not log in to an unknown host: the requesting program is not known (policy explain: pass --client or --client-pid), and [[key]] match "deploy" lets only clients = ["git"] use the key.`}},
+		{"[[client]] namespaces", []string{"--key", "other", "--namespace", "file", "--client", "ssh-keygen ← claude"},
+			[]string{"verdict: deny", `rule:    client "assistants" namespaces`}},
+		{"this process by pid", []string{"--key", "deploy", "--client-pid", strconv.Itoa(os.Getpid())},
+			[]string{"verdict: deny", `rule:    key "deploy" clients`, "client:  " + procComm(t) + " (" + strconv.Itoa(os.Getpid()) + ")"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out, errOut, code := runPolicyCLI(t, append([]string{"policy", "explain", "--policy", file}, tc.args...)...)
+			if code != 0 || errOut != "" {
+				t.Fatalf("code %d, stderr %q", code, errOut)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains("\n"+out, "\n"+w) {
+					t.Errorf("stdout lacks %q:\n%s", w, out)
+				}
+			}
+		})
+	}
+	if _, errOut, code := runPolicyCLI(t, "policy", "explain", "--policy", file, "--key", "k", "--client", "ssh ← bin/git"); code != 1 || !strings.Contains(errOut, "a path must be absolute") {
+		t.Errorf("bad --client: code %d, %q", code, errOut)
+	}
+}
+
+func procComm(t *testing.T) string {
+	b, err := os.ReadFile("/proc/self/comm")
+	if err != nil {
+		t.Skip("no /proc")
+	}
+	return strings.TrimSpace(string(b))
 }
