@@ -199,16 +199,26 @@ const defaultProgramFor = 10 * time.Minute
 // with ssh-add -c (its owner asked for every use to be asked), for a
 // request through a forwarded agent (the program that asks runs on
 // another machine; here there is only the ssh that forwards it), nor
-// when the program's executable is unknown (programs could not be told
-// apart).
+// when the program's executable is unknown or its chain could not be
+// read consistently (programs could not be told apart).
 func programFor(p Peer, r *signRequest, remote bool) time.Duration {
 	switch {
-	case r.id.Confirm, remote, p.Exe == "":
+	case r.id.Confirm, remote, !sameProgramKnown(p):
 		return 0
 	case r.decision.Remember > 0:
 		return r.decision.Remember
 	}
 	return defaultProgramFor
+}
+
+// sameProgramKnown says whether p's executable is known and was read
+// consistently: the chain read for client rules (with its start-time
+// re-check) names the same executable, so the pid did not change hands or
+// exec another program between the two reads.
+func sameProgramKnown(p Peer) bool {
+	c := p.Client
+	return p.Exe != "" && c != nil && c.Unreadable == "" && len(c.Chain) > 0 &&
+		c.Chain[0].Exe == strings.TrimSuffix(p.Exe, " (deleted)")
 }
 
 // purposeText says what a signature is for, as prompts and notices show it.
