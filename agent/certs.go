@@ -51,7 +51,7 @@ func certText(c *ssh.Certificate) string {
 	if c == nil {
 		return ""
 	}
-	ci := certInfo(c)
+	ci := CertInfoOf(c)
 	return notify.CertificateText(ci.KeyID, ci.Principals, ci.CAFingerprint, ci.ValidBefore)
 }
 
@@ -60,6 +60,6 @@ func auditCert(c *ssh.Certificate) *audit.Cert {
 	if c == nil {
 		return nil
 	}
-	ci := certInfo(c)
+	ci := CertInfoOf(c)
 	return &audit.Cert{KeyID: ci.KeyID, Principals: ci.Principals, CAFingerprint: ci.CAFingerprint, ValidAfter: ci.ValidAfter, ValidBefore: ci.ValidBefore}
 }

@@ -18,20 +18,11 @@ import (
 // hbLogin is the data of a publickey login over sid; hostKey != nil makes
 // it publickey-hostbound-v00@openssh.com naming that host key.
 func hbLogin(user ssh.PublicKey, sid []byte, hostKey ssh.PublicKey) []byte {
-	l := struct {
-		SessionID  []byte
-		Type       byte
-		User       string
-		Service    string
-		Method     string
-		SigFollows byte
-		Alg        string
-		KeyBlob    []byte
-		Rest       []byte `ssh:"rest"`
-	}{sid, 50, "root", "ssh-connection", MethodPublicKey, 1, user.Type(), user.Marshal(), nil}
+	l := userAuthWire{SessionID: sid, Type: msgUserAuthRequest, User: "root", Service: "ssh-connection",
+		Method: MethodPublicKey, SigFollows: 1, Alg: user.Type(), KeyBlob: user.Marshal()}
 	if hostKey != nil {
 		l.Method = MethodPublicKeyHostbound
-		l.Rest = ssh.Marshal(struct{ K []byte }{hostKey.Marshal()})
+		l.Rest = ssh.Marshal(hostboundWire{hostKey.Marshal()})
 	}
 	return ssh.Marshal(l)
 }

@@ -61,7 +61,8 @@ type CertInfo struct {
 	ValidBefore   time.Time `json:"valid_before,omitzero"` // zero: forever
 }
 
-func certInfo(c *ssh.Certificate) *CertInfo {
+// CertInfoOf describes a user certificate as the agent reports it.
+func CertInfoOf(c *ssh.Certificate) *CertInfo {
 	ci := &CertInfo{KeyID: c.KeyId, Principals: append([]string{}, c.ValidPrincipals...), CAFingerprint: ssh.FingerprintSHA256(c.SignatureKey)}
 	if c.ValidAfter != 0 {
 		ci.ValidAfter = certTime(c.ValidAfter)
@@ -144,7 +145,7 @@ func (s *Server) keyInfo(id *Identity) KeyInfo {
 		ki.Restricted = id.Dest.String()
 	}
 	if c := id.Cert(); c != nil {
-		ki.Cert = certInfo(c)
+		ki.Cert = CertInfoOf(c)
 	}
 	return ki
 }

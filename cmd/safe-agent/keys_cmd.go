@@ -310,14 +310,7 @@ func addCertificate(ag sshagent.ExtendedAgent, file string, priv any, comment st
 	if settings.Lifetime > 0 {
 		ak.LifetimeSecs = uint32(settings.Lifetime / time.Second)
 	}
-	ci := &agent.CertInfo{KeyID: cert.KeyId, Principals: cert.ValidPrincipals}
-	if cert.ValidAfter != 0 {
-		ci.ValidAfter = time.Unix(int64(min(cert.ValidAfter, 1<<62)), 0)
-	}
-	if cert.ValidBefore != ssh.CertTimeInfinity {
-		ci.ValidBefore = time.Unix(int64(min(cert.ValidBefore, 1<<62)), 0)
-	}
-	left := certTimeLeft(ci, time.Now())
+	left := certTimeLeft(agent.CertInfoOf(cert), time.Now())
 	if err := ag.Add(ak); err != nil {
 		fmt.Fprintf(stdout, "  certificate %s (%s) not added: %v; renew it, then run this again\n", certFile, left, err)
 		return
