@@ -8,24 +8,21 @@ import (
 
 // askReason says in plain words why a request is asked, for the prompt's
 // "Asked because" line: the person at the desktop should not need to know
-// the policy's rule names. d is a Confirm decision; its Rule names the
-// first cause (policy.Decide), its Reason holds the confirm setting's
-// value, which tells "always" from "forwarded" apart.
+// the policy's rule names. d is a Confirm decision; its finding is the
+// first cause.
 func askReason(d policy.Decision) string {
-	rule := d.Rule
-	switch {
-	case rule == "stored settings confirm":
+	f := d.Finding
+	switch f.Kind {
+	case policy.FindConfirmKey:
 		return "you added this key with --confirm (or ssh-add -c)"
-	case rule == "unknown_destination":
+	case policy.FindUnknownDest:
 		return `the destination is not known (unknown_destination = "confirm")`
-	case strings.HasSuffix(rule, " confirm"):
-		section := sectionName(strings.TrimSuffix(rule, " confirm"))
-		if strings.Contains(d.Reason, `confirm = "forwarded"`) {
-			return `the policy asks for every use through a forwarded agent (` + section + `: confirm = "forwarded")`
-		}
-		return `the policy asks for every use (` + section + `: confirm = "always")`
+	case policy.FindConfirmForwarded:
+		return `the policy asks for every use through a forwarded agent (` + sectionName(f.Source) + `: confirm = "forwarded")`
+	case policy.FindConfirmAlways:
+		return `the policy asks for every use (` + sectionName(f.Source) + `: confirm = "always")`
 	}
-	return "policy rule " + rule
+	return "policy rule " + d.Rule
 }
 
 // sectionName is a rule source as the policy file writes it:

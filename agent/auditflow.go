@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/safe-agent/safe-agent/agent/audit"
+	"github.com/safe-agent/safe-agent/agent/internal/sshwire"
 )
 
 const (
@@ -58,7 +59,7 @@ type auditBudget struct {
 // the user's own ssh vouches for (forwardOrigin), "failed-bind" for a
 // connection whose bind failed before any forwarding hop, or "" for a
 // local connection (not limited).
-func originKey(hops []Hop, bindFailed bool) string {
+func originKey(hops []sshwire.Hop, bindFailed bool) string {
 	if o := forwardOrigin(hops); o != "" {
 		return "fwd:" + o
 	}
@@ -130,7 +131,7 @@ func (s *Server) flushBudget(origin string) {
 	dropped, path := bg.dropped, bg.path
 	bg.dropped, bg.pending = nil, false
 	b.mu.Unlock()
-	s.auditEvent(audit.Record{Event: "rate-limited", Decision: "denied", Path: path, Rule: "audit rate limit",
+	s.auditEvent(audit.Record{Event: audit.EventRateLimited, Decision: audit.DecisionDenied, Path: path, Rule: "audit rate limit",
 		Reason: fmt.Sprintf("too many records a second through this forwarded path; %s were counted, not recorded one by one (signatures among them were refused)", countsText(dropped))})
 	s.log.Warn("audit rate limit: forwarded requests counted, not recorded one by one", "origin", origin, "counts", countsText(dropped))
 }
@@ -182,6 +183,6 @@ func (a *connAgent) flushRecords() {
 	}
 	// The summary draws on the origin's budget too: thousands of short
 	// connections must not each add one.
-	a.record("connection summaries", audit.Record{Event: "summary", Client: a.auditClient(), Path: a.srv.auditPath(a.bind.Hops),
+	a.record("connection summaries", audit.Record{Event: audit.EventSummary, Client: a.auditClient(), Path: a.srv.auditPath(a.bind.Hops),
 		Detail: "repeated on this connection and not recorded one by one: " + countsText(a.recs.repeats)})
 }

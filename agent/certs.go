@@ -18,7 +18,7 @@ func (s *Server) certExpired(id *Identity) {
 	c := id.Cert()
 	why := fmt.Sprintf("certificate %q expired at %s (ValidBefore)", c.KeyId, id.Expires.Local().Format(time.DateTime))
 	s.log.Info("certificate expired; removed from the agent", "fingerprint", id.Fingerprint, "comment", id.Comment, "key_id", c.KeyId)
-	s.auditEvent(audit.Record{Event: "remove", Decision: "allowed", Key: auditKey(id), Reason: why})
+	s.auditEvent(audit.Record{Event: audit.EventRemove, Decision: audit.DecisionAllowed, Key: auditKey(id), Reason: why})
 	if s.opts.Notifier == nil || s.policy().NotifyMode() == policy.NotifyNever {
 		return
 	}

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"regexp"
 	"strconv"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/safe-agent/safe-agent/agent/audit"
+	"github.com/safe-agent/safe-agent/agent/internal/sshwire"
 	"github.com/safe-agent/safe-agent/notify"
 	"github.com/safe-agent/safe-agent/policy"
 )
@@ -158,26 +158,6 @@ func (s *Server) clientTmux(pid int) *notify.TmuxTarget {
 	return t
 }
 
-// readClientEnv reads the display variables of a local client process.
-func readClientEnv(pid int) *notify.Env {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
-	if err != nil {
-		return nil
-	}
-	var list []string
-	for _, kv := range strings.Split(string(b), "\x00") {
-		switch strings.SplitN(kv, "=", 2)[0] {
-		case "DISPLAY", "WAYLAND_DISPLAY", "XAUTHORITY", "DBUS_SESSION_BUS_ADDRESS", "XDG_RUNTIME_DIR":
-			list = append(list, kv)
-		}
-	}
-	e := notify.EnvFromList(list)
-	if !e.HasDisplay() {
-		return nil
-	}
-	return &e
-}
-
 var pidInChain = regexp.MustCompile(` \(\d+\)`)
 
 // programIdentity is the requesting program without process ids, so a
@@ -185,7 +165,7 @@ var pidInChain = regexp.MustCompile(` \(\d+\)`)
 // executable path (from /proc/PID/exe, which the program cannot set) and
 // the names in its chain. A copy of the same program elsewhere, or
 // another program under the same name, is another program.
-func programIdentity(p Peer) string {
+func programIdentity(p peerInfo) string {
 	return p.Exe + " | " + pidInChain.ReplaceAllString(p.Chain, "")
 }
 
@@ -201,9 +181,9 @@ const defaultProgramFor = 10 * time.Minute
 // another machine; here there is only the ssh that forwards it), nor
 // when the program's executable is unknown or its chain could not be
 // read consistently (programs could not be told apart).
-func programFor(p Peer, r *signRequest, remote bool) time.Duration {
+func programFor(p peerInfo, r *signRequest, remote bool) time.Duration {
 	switch {
-	case r.id.Confirm, remote, !sameProgramKnown(p):
+	case r.id.Settings.Confirm, remote, !sameProgramKnown(p):
 		return 0
 	case r.decision.Remember > 0:
 		return r.decision.Remember
@@ -215,7 +195,7 @@ func programFor(p Peer, r *signRequest, remote bool) time.Duration {
 // consistently: the chain read for client rules (with its start-time
 // re-check) names the same executable, so the pid did not change hands or
 // exec another program between the two reads.
-func sameProgramKnown(p Peer) bool {
+func sameProgramKnown(p peerInfo) bool {
 	c := p.Client
 	return p.Exe != "" && c != nil && c.Unreadable == "" && len(c.Chain) > 0 &&
 		c.Chain[0].Exe == strings.TrimSuffix(p.Exe, " (deleted)")
@@ -223,20 +203,16 @@ func sameProgramKnown(p Peer) bool {
 
 // purposeText says what a signature is for, as prompts and notices show it.
 func (s *Server) purposeText(r *signRequest) string {
-	switch r.what.Kind {
-	case SignLogin:
-		if dest := s.requestDest(r); dest != "" {
+	switch r.what.Purpose {
+	case policy.PurposeLogin:
+		if dest := s.requestPath(r).Destination(); dest != "" {
 			return notify.PurposeLogin(r.what.User, dest)
 		}
 		return notify.PurposeLoginUnknownHost(r.what.User)
-	case SignSSHSIG:
+	case policy.PurposeSSHSIG:
 		return notify.PurposeSSHSIG(r.what.Namespace)
 	}
 	return notify.PurposeOpaque()
-}
-
-func (s *Server) pathList(r *signRequest) []string {
-	return s.pathParts(s.requestPath(r))
 }
 
 // confirm asks the person at the desktop and waits for the answer. No
@@ -263,7 +239,7 @@ func (s *Server) confirm(a *connAgent, r *signRequest) error {
 		RemotePath:   remotePath,
 		Prompt: notify.Prompt{
 			KeyComment: r.id.Comment, KeyFingerprint: r.id.Fingerprint,
-			Purpose: purpose, Path: s.pathList(r), Process: a.peer.Chain,
+			Purpose: purpose, Path: s.requestPath(r), Process: a.peer.Chain,
 			Reason:      askReason(r.decision),
 			Certificate: certText(r.cert()),
 		},
@@ -305,7 +281,7 @@ func (s *Server) confirm(a *connAgent, r *signRequest) error {
 	if ans.Err != nil && ans.Outcome != notify.OutcomeNo && ans.Outcome != notify.OutcomeBusy {
 		why += ": " + ans.Err.Error()
 	}
-	return &refusal{r.decision.Rule, fmt.Sprintf("%s; not confirmed (%s)", strings.TrimSuffix(r.decision.Reason, "."), why)}
+	return &refusal{r.decision.Rule, r.decision.Unconfirmed(why)}
 }
 
 // promptOrigin says whether a prompt comes from a forwarded connection (or
@@ -313,7 +289,7 @@ func (s *Server) confirm(a *connAgent, r *signRequest) error {
 // against for "one waiting prompt per path": the hops the user's own ssh
 // vouches for (forwardOrigin), since the far end can make up the rest;
 // for a failed bind with no forwarding hop, the client process.
-func promptOrigin(p Peer, hops []Hop, bindFailed bool) (remote bool, path string) {
+func promptOrigin(p peerInfo, hops []sshwire.Hop, bindFailed bool) (remote bool, path string) {
 	if o := forwardOrigin(hops); o != "" {
 		return true, "forwarded " + o
 	}
@@ -355,7 +331,7 @@ func (s *Server) notifyOutcome(a *connAgent, r *signRequest, err error) {
 		return
 	}
 	p := notify.Prompt{KeyComment: r.id.Comment, KeyFingerprint: r.id.Fingerprint, Purpose: s.purposeText(r),
-		Path: s.pathList(r), Process: a.peer.Chain, Certificate: certText(r.cert())}
+		Path: s.requestPath(r), Process: a.peer.Chain, Certificate: certText(r.cert())}
 	reason := ""
 	if err != nil {
 		reason = err.Error()

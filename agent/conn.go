@@ -16,12 +16,13 @@ import (
 	sshagent "golang.org/x/crypto/ssh/agent"
 
 	"github.com/safe-agent/safe-agent/agent/audit"
+	"github.com/safe-agent/safe-agent/agent/internal/sshwire"
 	"github.com/safe-agent/safe-agent/policy"
 )
 
-// MaxFrame is the largest request the agent reads, as OpenSSH's
+// maxFrame is the largest request the agent reads, as OpenSSH's
 // AGENT_MAX_LEN. A longer frame closes the connection.
-const MaxFrame = 256 * 1024
+const maxFrame = 256 * 1024
 
 // serverConn is one client connection.
 type serverConn struct {
@@ -74,7 +75,7 @@ func (sc *serverConn) busy() {
 
 // handle serves one admitted connection until it ends, and returns the
 // forwarded path it was counted against ("" if none) for release.
-func (s *Server) handle(uc *net.UnixConn, peer Peer) (origin string) {
+func (s *Server) handle(uc *net.UnixConn, peer peerInfo) (origin string) {
 	defer uc.Close()
 	id := s.nextConn.Add(1)
 	if peer.UID != myUID() && !(peer.UID == 0 && s.opts.AllowRoot) {
@@ -109,6 +110,7 @@ func (s *Server) handle(uc *net.UnixConn, peer Peer) (origin string) {
 	ca := &connAgent{srv: s, conn: sc, peer: peer, log: log}
 	err := sshagent.ServeAgent(ca, &frameReader{c: uc, sc: sc})
 	ca.flushRecords()
+	ca.closeUpstreams()
 	switch {
 	case ctx.Err() != nil:
 	case errors.Is(err, os.ErrDeadlineExceeded):
@@ -142,7 +144,7 @@ type frameReader struct {
 	bodyLeft uint32 // body bytes of the current frame not yet read
 }
 
-var errFrameTooLarge = fmt.Errorf("request frame larger than %d bytes", MaxFrame)
+var errFrameTooLarge = fmt.Errorf("request frame larger than %d bytes", maxFrame)
 
 func (f *frameReader) Read(p []byte) (int, error) {
 	if f.hdrLeft == 0 && f.bodyLeft == 0 {
@@ -155,7 +157,7 @@ func (f *frameReader) Read(p []byte) (int, error) {
 			return 0, err
 		}
 		l := binary.BigEndian.Uint32(f.hdr[:])
-		if l > MaxFrame {
+		if l > maxFrame {
 			return 0, errFrameTooLarge
 		}
 		f.hdrLeft, f.bodyLeft = 4, l
@@ -193,11 +195,12 @@ func (f *frameReader) Write(p []byte) (int, error) { return f.c.Write(p) }
 type connAgent struct {
 	srv     *Server
 	conn    *serverConn
-	peer    Peer
+	peer    peerInfo
 	log     *slog.Logger
-	bind    BindState
+	bind    sshwire.BindState
 	recs    connRecords   // what this connection has written to the audit log
 	refused refusalMemory // when the person last refused a prompt here (agent/refusalmemory.go)
+	up      *upstreamLink // its connections to upstream agents, made on first use (upstream.go)
 }
 
 var errLocked = errors.New("agent is locked")
@@ -209,7 +212,7 @@ func (a *connAgent) List() ([]*sshagent.Key, error) {
 	if a.srv.isLocked() {
 		return nil, nil // OpenSSH answers an empty list while locked
 	}
-	ids := a.srv.keys.list(a.srv.now())
+	ids := a.withUpstreamKeys(a.srv.keys.list(a.srv.now()))
 	out := make([]*sshagent.Key, 0, len(ids))
 	remote := forwarded(a.bind.Hops) || a.bind.Failed
 	path := ""
@@ -242,7 +245,7 @@ func (a *connAgent) List() ([]*sshagent.Key, error) {
 	a.recs.listed[path] = true
 	hidden := len(ids) - len(out)
 	a.log.Info("list through a forwarded agent", "path", path, "shown", len(out), "keys hidden by policy", hidden)
-	a.record("list", audit.Record{Event: "list", Decision: "allowed", Client: a.auditClient(), Path: a.srv.auditPath(a.bind.Hops),
+	a.record("list", audit.Record{Event: audit.EventList, Decision: audit.DecisionAllowed, Client: a.auditClient(), Path: a.srv.auditPath(a.bind.Hops),
 		Detail: fmt.Sprintf("%d %s shown, %d hidden (not usable from this path)", len(out), map[bool]string{true: "key", false: "keys"}[len(out) == 1], hidden)})
 	return out, nil
 }
@@ -261,7 +264,7 @@ func (a *connAgent) hidden(id *Identity, path string, why policy.Decision) {
 	a.recs.hidden[k] = true
 	a.log.Warn("key hidden from a list through a forwarded agent", "fingerprint", id.Fingerprint, "comment", id.Comment,
 		"path", path, "process", a.peer.Chain, "rule", why.Rule, "reason", why.Reason)
-	a.record("hidden key", audit.Record{Event: "list", Decision: "denied", Key: auditKey(id), Client: a.auditClient(),
+	a.record("hidden key", audit.Record{Event: audit.EventList, Decision: audit.DecisionDenied, Key: auditKey(id), Client: a.auditClient(),
 		Path: a.srv.auditPath(a.bind.Hops), Rule: why.Rule, Reason: why.Reason, Detail: "key hidden from the list: not usable from this path"})
 	a.srv.notifyHidden(a, id, why)
 }
@@ -283,16 +286,16 @@ func (a *connAgent) Add(k sshagent.AddedKey) error {
 	if a.srv.isLocked() {
 		return errLocked
 	}
-	id, err := a.srv.newIdentity(k)
+	id, err := a.srv.identityOf(k)
 	if err != nil {
 		a.log.Warn("add refused", "err", err)
 		return err
 	}
 	a.srv.keys.add(id)
-	a.srv.auditEvent(audit.Record{Event: "add", Decision: "allowed", Key: auditKey(id), Client: a.auditClient(),
-		Detail: fmt.Sprintf("lifetime %s, confirm %v, ssh-add -h %v, stored %v", lifetimeText(id, a.srv.now()), id.Confirm, id.Dest != nil, id.Stored)})
+	a.srv.auditEvent(audit.Record{Event: audit.EventAdd, Decision: audit.DecisionAllowed, Key: auditKey(id), Client: a.auditClient(),
+		Detail: fmt.Sprintf("lifetime %s, confirm %v, ssh-add -h %v, stored %v", lifetimeText(id, a.srv.now()), id.Settings.Confirm, id.Dest != nil, id.Stored)})
 	a.log.Info("key added", "fingerprint", id.Fingerprint, "type", id.Type(), "comment", id.Comment,
-		"lifetime", lifetimeText(id, a.srv.now()), "confirm", id.Confirm, "restricted", id.Dest != nil)
+		"lifetime", lifetimeText(id, a.srv.now()), "confirm", id.Settings.Confirm, "restricted", id.Dest != nil)
 	return nil
 }
 
@@ -305,34 +308,35 @@ func (a *connAgent) localOnly(op string) error {
 		return nil
 	}
 	a.log.Warn("refused: "+op+" through a forwarded agent", "path", a.srv.pathText(a.bind.Hops, a.bind.Failed), "process", a.peer.Chain)
-	a.srv.auditEvent(audit.Record{Event: op, Decision: "denied", Reason: op + " refused: it came through a forwarded agent", Client: a.auditClient(), Path: a.srv.auditPath(a.bind.Hops)})
+	a.srv.auditEvent(audit.Record{Event: op, Decision: audit.DecisionDenied, Reason: op + " refused: it came through a forwarded agent", Client: a.auditClient(), Path: a.srv.auditPath(a.bind.Hops)})
 	return fmt.Errorf("%s refused through a forwarded agent", op)
 }
 
-// newIdentity validates an added key and its constraints.
-func (s *Server) newIdentity(k sshagent.AddedKey) (*Identity, error) {
+// identityOf validates a key added over the agent protocol and its
+// constraints, and holds it (newIdentity).
+func (s *Server) identityOf(k sshagent.AddedKey) (*Identity, error) {
 	if err := checkKeyType(k.PrivateKey); err != nil {
 		return nil, err
 	}
-	id := &Identity{Comment: k.Comment, Confirm: k.ConfirmBeforeUse, Added: s.now()}
+	set := policy.Settings{Confirm: k.ConfirmBeforeUse, Lifetime: time.Duration(k.LifetimeSecs) * time.Second}
+	var stored bool
+	var dest *sshwire.DestConstraints
 	for _, ext := range k.ConstraintExtensions {
 		switch ext.ExtensionName {
 		case ExtKeySettings:
-			ks, err := parseKeySettings(ext.ExtensionDetails)
-			if err != nil {
+			var err error
+			if stored, err = parseKeySettings(ext.ExtensionDetails, &set); err != nil {
 				return nil, err
 			}
-			id.Settings = IdentitySettings{Allow: ks.Allow, Deny: ks.Deny, MaxForwardDepth: ks.MaxForwardDepth}
-			id.Stored = ks.Stored
 		case extRestrictDestination:
-			if id.Dest != nil {
+			if dest != nil {
 				return nil, errors.New("more than one destination constraint")
 			}
-			d, err := ParseDestConstraints(ext.ExtensionDetails)
+			d, err := sshwire.ParseDestConstraints(ext.ExtensionDetails)
 			if err != nil {
 				return nil, fmt.Errorf("destination constraint: %w", err)
 			}
-			id.Dest = d
+			dest = d
 		default:
 			// As OpenSSH: a constraint we cannot enforce fails the add.
 			return nil, fmt.Errorf("unsupported key constraint %q", ext.ExtensionName)
@@ -342,33 +346,20 @@ func (s *Server) newIdentity(k sshagent.AddedKey) (*Identity, error) {
 	if err != nil {
 		return nil, fmt.Errorf("hold private key: %w", err)
 	}
-	id.key = priv
-	pub := priv.PublicKey()
-	id.Fingerprint = ssh.FingerprintSHA256(pub)
+	var pub ssh.PublicKey = priv.PublicKey()
 	if k.Certificate != nil {
-		if !bytesEqual(k.Certificate.Key.Marshal(), pub.Marshal()) {
-			priv.Destroy()
-			return nil, errors.New("certificate does not match the private key")
-		}
 		pub = k.Certificate
 	}
-	id.Public = pub
-	id.Blob = string(pub.Marshal())
-	switch {
-	case k.LifetimeSecs > 0:
-		id.Expires = id.Added.Add(time.Duration(k.LifetimeSecs) * time.Second)
-	case s.opts.DefaultLifetime > 0:
-		id.Expires = id.Added.Add(s.opts.DefaultLifetime)
-	}
-	if err := id.limitToCert(id.Added); err != nil {
-		priv.Destroy()
+	id, err := s.newIdentity(priv, pub, k.Comment, set, stored)
+	if err != nil {
 		return nil, err
 	}
+	id.Dest = dest
 	return id, nil
 }
 
 func auditKey(id *Identity) *audit.Key {
-	return &audit.Key{Fingerprint: id.Fingerprint, Type: id.Type(), Comment: id.Comment, Cert: auditCert(id.Cert())}
+	return &audit.Key{Fingerprint: id.Fingerprint, Type: id.Type(), Comment: id.Comment, Cert: auditCert(id.Cert()), Upstream: id.Upstream}
 }
 
 func bytesEqual(a, b []byte) bool { return string(a) == string(b) }
@@ -390,10 +381,13 @@ func (a *connAgent) Remove(key ssh.PublicKey) error {
 	}
 	id, ok := a.srv.keys.remove(key.Marshal())
 	if !ok {
+		if err := a.removeUpstreamKey(key.Marshal()); err != nil {
+			return err
+		}
 		return errNotFound
 	}
 	a.srv.forgetKey(id.Fingerprint)
-	a.srv.auditEvent(audit.Record{Event: "remove", Decision: "allowed", Key: auditKey(id), Client: a.auditClient()})
+	a.srv.auditEvent(audit.Record{Event: audit.EventRemove, Decision: audit.DecisionAllowed, Key: auditKey(id), Client: a.auditClient()})
 	a.log.Info("key removed", "fingerprint", id.Fingerprint, "comment", id.Comment)
 	return nil
 }
@@ -408,7 +402,7 @@ func (a *connAgent) RemoveAll() error {
 	}
 	gone := a.srv.keys.removeAll()
 	a.srv.forget()
-	a.srv.auditEvent(audit.Record{Event: "remove-all", Decision: "allowed", Client: a.auditClient(), Detail: fmt.Sprintf("%d keys", len(gone))})
+	a.srv.auditEvent(audit.Record{Event: audit.EventRemoveAll, Decision: audit.DecisionAllowed, Client: a.auditClient(), Detail: fmt.Sprintf("%d keys", len(gone))})
 	a.log.Info("all keys removed", "count", len(gone))
 	return nil
 }
@@ -421,7 +415,7 @@ func (a *connAgent) Lock(passphrase []byte) error {
 		return err
 	}
 	a.srv.forget()
-	a.srv.auditEvent(audit.Record{Event: "lock", Decision: "allowed", Client: a.auditClient()})
+	a.srv.auditEvent(audit.Record{Event: audit.EventLock, Decision: audit.DecisionAllowed, Client: a.auditClient()})
 	a.log.Info("agent locked")
 	return nil
 }
@@ -431,10 +425,10 @@ func (a *connAgent) Unlock(passphrase []byte) error {
 		return err
 	}
 	if err := a.srv.unlock(passphrase); err != nil {
-		a.srv.auditEvent(audit.Record{Event: "unlock", Decision: "denied", Reason: err.Error(), Client: a.auditClient()})
+		a.srv.auditEvent(audit.Record{Event: audit.EventUnlock, Decision: audit.DecisionDenied, Reason: err.Error(), Client: a.auditClient()})
 		return err
 	}
-	a.srv.auditEvent(audit.Record{Event: "unlock", Decision: "allowed", Client: a.auditClient()})
+	a.srv.auditEvent(audit.Record{Event: audit.EventUnlock, Decision: audit.DecisionAllowed, Client: a.auditClient()})
 	a.log.Info("agent unlocked")
 	return nil
 }

@@ -19,6 +19,8 @@ import (
 
 	"golang.org/x/crypto/ssh"
 	sshagent "golang.org/x/crypto/ssh/agent"
+
+	"github.com/safe-agent/safe-agent/agent/internal/sshwire"
 )
 
 // The forwarded fuzz target plays root on a jump host: the user's ssh has
@@ -133,7 +135,7 @@ func fzBindFrame(tb testing.TB, host ssh.Signer, sid string, fwd bool) []byte {
 func (fx *fzForwarded) preload(t testing.TB, srv *Server) {
 	t.Helper()
 	for _, k := range []sshagent.AddedKey{{PrivateKey: fx.restricted, Comment: fzRestricted}, {PrivateKey: fx.open, Comment: fzOpen}} {
-		id, err := srv.newIdentity(k)
+		id, err := srv.identityOf(k)
 		if err != nil {
 			t.Fatalf("preload %s: %v", k.Comment, err)
 		}
@@ -346,7 +348,7 @@ func (fx *fzForwarded) signViolation(binds *fzBinds, req, rep []byte) string {
 		return fmt.Sprintf("a signature for a sign request that does not parse (%v)", err)
 	}
 	var login fzHostboundLogin
-	if ssh.Unmarshal(sr.Data, &login) != nil || login.Type != msgUserAuthRequest || login.Method != MethodPublicKeyHostbound {
+	if ssh.Unmarshal(sr.Data, &login) != nil || login.Type != msgUserAuthRequest || login.Method != sshwire.MethodPublicKeyHostbound {
 		return fmt.Sprintf("a signature over %s through a forwarded agent: only host-bound logins may be signed", fzDataKind(sr.Data))
 	}
 	n := len(binds.hops)

@@ -151,7 +151,7 @@ func fzSeeds(t testing.TB) [][]byte {
 		append(fzFrame(11), 0xde, 0xad, 0xbe, 0xef, 0x01),
 	}
 	if restrict == nil || bindFrames == nil || loginData == nil {
-		t.Fatal("testdata/openssh92/capture.jsonl lacks the records the seeds need")
+		t.Fatal("internal/sshwire/testdata/openssh92/capture.jsonl lacks the records the seeds need")
 	}
 	return seeds
 }
@@ -189,7 +189,7 @@ func fzSplit(stream []byte) [][]byte {
 	var out [][]byte
 	for len(stream) >= 4 {
 		l := binary.BigEndian.Uint32(stream)
-		if l == 0 || l > MaxFrame || uint64(len(stream)) < 4+uint64(l) {
+		if l == 0 || l > maxFrame || uint64(len(stream)) < 4+uint64(l) {
 			break
 		}
 		out = append(out, stream[4:4+l])
@@ -353,7 +353,7 @@ func (h *fzHarness) serve(t testing.TB, stream []byte, limit time.Duration, insp
 // real chain (six /proc files) was a quarter of an input's time; the
 // real path (SO_PEERCRED, /proc) is what TestMaxConns and the end-to-end
 // tests use.
-var fzPeer = Peer{PID: 1<<22 + 1, UID: os.Geteuid()}
+var fzPeer = peerInfo{PID: 1<<22 + 1, UID: os.Geteuid()}
 
 // fzServeConn is what Server.accept does for a connection from fzPeer,
 // run in this goroutine instead of a new one: the goroutine hand-offs

@@ -13,15 +13,16 @@ import (
 	sshagent "golang.org/x/crypto/ssh/agent"
 
 	"github.com/safe-agent/safe-agent/agent/audit"
+	"github.com/safe-agent/safe-agent/agent/internal/sshwire"
 )
 
 // hbLogin is the data of a publickey login over sid; hostKey != nil makes
 // it publickey-hostbound-v00@openssh.com naming that host key.
 func hbLogin(user ssh.PublicKey, sid []byte, hostKey ssh.PublicKey) []byte {
 	l := userAuthWire{SessionID: sid, Type: msgUserAuthRequest, User: "root", Service: "ssh-connection",
-		Method: MethodPublicKey, SigFollows: 1, Alg: user.Type(), KeyBlob: user.Marshal()}
+		Method: sshwire.MethodPublicKey, SigFollows: 1, Alg: user.Type(), KeyBlob: user.Marshal()}
 	if hostKey != nil {
-		l.Method = MethodPublicKeyHostbound
+		l.Method = sshwire.MethodPublicKeyHostbound
 		l.Rest = ssh.Marshal(hostboundWire{hostKey.Marshal()})
 	}
 	return ssh.Marshal(l)

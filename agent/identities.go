@@ -14,12 +14,14 @@ import (
 	"golang.org/x/crypto/ssh"
 	sshagent "golang.org/x/crypto/ssh/agent"
 
+	"github.com/safe-agent/safe-agent/agent/internal/sshwire"
+	"github.com/safe-agent/safe-agent/internal/hint"
 	"github.com/safe-agent/safe-agent/policy"
 )
 
 // PrivateKey is how the identity table holds a secret: it can sign and it
 // can be destroyed (wiped). The keystore's locked-memory keys implement it;
-// PlainKey is the in-heap fallback.
+// plainKey is the in-heap fallback.
 type PrivateKey interface {
 	ssh.AlgorithmSigner
 	Destroy()
@@ -29,16 +31,16 @@ type PrivateKey interface {
 // (ed25519.PrivateKey, *ecdsa.PrivateKey, *rsa.PrivateKey) into a held key.
 type Sealer func(priv any) (PrivateKey, error)
 
-// PlainKey keeps a private key on the Go heap. It is what the agent uses
+// plainKey keeps a private key on the Go heap. It is what the agent uses
 // when no keystore vault is configured.
-type PlainKey struct{ ssh.AlgorithmSigner }
+type plainKey struct{ ssh.AlgorithmSigner }
 
 // Destroy is a no-op for heap keys beyond dropping the reference; the
 // garbage collector owns the memory.
-func (p *PlainKey) Destroy() { p.AlgorithmSigner = nil }
+func (p *plainKey) Destroy() { p.AlgorithmSigner = nil }
 
-// SealPlain is the Sealer for PlainKey.
-func SealPlain(priv any) (PrivateKey, error) {
+// sealPlain is the Sealer for plainKey.
+func sealPlain(priv any) (PrivateKey, error) {
 	s, err := ssh.NewSignerFromKey(priv)
 	if err != nil {
 		return nil, err
@@ -47,7 +49,7 @@ func SealPlain(priv any) (PrivateKey, error) {
 	if !ok {
 		return nil, fmt.Errorf("key type %T cannot choose a signature algorithm", priv)
 	}
-	return &PlainKey{as}, nil
+	return &plainKey{as}, nil
 }
 
 // Identity is one loaded key and the constraints it was added with.
@@ -57,15 +59,17 @@ type Identity struct {
 	Comment     string
 	Fingerprint string // of the underlying key (certificates: the certified key)
 	Expires     time.Time
-	Confirm     bool             // ssh-add -c / safe-agent add --confirm
-	Dest        *DestConstraints // ssh-add -h; nil when unrestricted
-	Settings    IdentitySettings // per-key settings stored with the key
-	Stored      bool             // loaded from the keystore
+	Dest        *sshwire.DestConstraints // ssh-add -h; nil when unrestricted
+	Settings    policy.Settings          // the key's own, as added (ssh-add -c/-t, safe-agent add)
+	Stored      bool                     // loaded from the keystore
 	Added       time.Time
 	// CertExpiry: Expires is the certificate's ValidBefore (earlier than
 	// any lifetime), so reaching it means the certificate expired.
 	CertExpiry bool
-	key        PrivateKey
+	// Upstream is the socket of the upstream agent that holds the key
+	// (upstream.go); such an identity has no private key here.
+	Upstream string
+	key      PrivateKey
 
 	certOnce sync.Once
 	certPol  *policy.Cert // Cert() as the policy sees it; nil if none or its CA signature fails
@@ -99,7 +103,7 @@ func (id *Identity) limitToCert(now time.Time) error {
 	}
 	vb := certTime(c.ValidBefore)
 	if !now.Before(vb) {
-		return fmt.Errorf("certificate %q expired at %s: renew it, then add it again", c.KeyId, vb.Local().Format(time.DateTime))
+		return hint.Wrap(fmt.Errorf("certificate %q expired at %s", c.KeyId, vb.Local().Format(time.DateTime)), "renew it, then add it again")
 	}
 	if id.Expires.IsZero() || vb.Before(id.Expires) {
 		id.Expires, id.CertExpiry = vb, true
@@ -127,11 +131,47 @@ func certTime(t uint64) time.Time {
 	return time.Unix(int64(t), 0)
 }
 
-// IdentitySettings are per-key rules that travel with a key (from
-// `safe-agent add`), applied together with the policy file.
-type IdentitySettings struct {
-	Allow, Deny     []string
-	MaxForwardDepth *int
+// newIdentity is the one constructor of a table entry, for keys added
+// over the agent protocol and keys loaded from the keystore alike. pub is
+// key's public key or a certificate for it. The settings are checked, and
+// the expiry comes from the key's lifetime, else the agent's default, but
+// never after a certificate's ValidBefore. key is destroyed on error.
+func (s *Server) newIdentity(key PrivateKey, pub ssh.PublicKey, comment string, set policy.Settings, stored bool) (*Identity, error) {
+	id, err := s.buildIdentity(key, pub, comment, set, stored)
+	if err != nil {
+		key.Destroy()
+		return nil, err
+	}
+	return id, nil
+}
+
+func (s *Server) buildIdentity(key PrivateKey, pub ssh.PublicKey, comment string, set policy.Settings, stored bool) (*Identity, error) {
+	if err := policy.CheckSettings(set); err != nil {
+		return nil, fmt.Errorf("key settings: %w", err)
+	}
+	if set.Lifetime < 0 {
+		return nil, fmt.Errorf("key settings: lifetime %s is negative", set.Lifetime)
+	}
+	plain := key.PublicKey()
+	if c, ok := pub.(*ssh.Certificate); ok && !bytesEqual(c.Key.Marshal(), plain.Marshal()) {
+		return nil, errors.New("certificate does not match the private key")
+	}
+	now := s.now()
+	id := &Identity{
+		Public: pub, Blob: string(pub.Marshal()), Comment: comment, Fingerprint: ssh.FingerprintSHA256(plain),
+		Settings: set, Stored: stored, Added: now, key: key,
+	}
+	lifetime := set.Lifetime
+	if lifetime == 0 {
+		lifetime = s.opts.DefaultLifetime
+	}
+	if lifetime > 0 {
+		id.Expires = now.Add(lifetime)
+	}
+	if err := id.limitToCert(now); err != nil {
+		return nil, err
+	}
+	return id, nil
 }
 
 // Type is the key's algorithm name, e.g. ssh-ed25519.
@@ -267,7 +307,7 @@ func checkKeyType(priv any) error {
 	switch k := priv.(type) {
 	case *rsa.PrivateKey:
 		if k.N.BitLen() < 2048 {
-			return fmt.Errorf("RSA key of %d bits refused: use 2048 bits or more", k.N.BitLen())
+			return hint.Wrap(fmt.Errorf("RSA key of %d bits refused", k.N.BitLen()), "use a key of 2048 bits or more, or an ed25519 key")
 		}
 	case *ecdsa.PrivateKey:
 		switch k.Curve {
@@ -277,7 +317,7 @@ func checkKeyType(priv any) error {
 		}
 	case ed25519.PrivateKey, *ed25519.PrivateKey:
 	default:
-		return fmt.Errorf("key type %T is not supported (use ed25519, ecdsa or rsa)", priv)
+		return hint.Wrap(fmt.Errorf("key type %T is not supported", priv), "use an ed25519, ecdsa or rsa key")
 	}
 	return nil
 }

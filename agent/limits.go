@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/safe-agent/safe-agent/agent/audit"
+	"github.com/safe-agent/safe-agent/agent/internal/sshwire"
 )
 
 // Connection limits. Every channel a forwarded agent opens becomes one
@@ -122,7 +123,7 @@ func (s *Server) release(pid int, origin string) {
 // fingerprints ("" when no hop is forwarded). Everything after it comes
 // from the far host, which can make up host keys and so could open each
 // connection on a "new" path; this prefix it cannot change.
-func forwardOrigin(hops []Hop) string {
+func forwardOrigin(hops []sshwire.Hop) string {
 	var b strings.Builder
 	for _, h := range hops {
 		b.WriteString(hostFingerprint(h.HostKey))
@@ -169,14 +170,14 @@ func (s *Server) admitForwarded(a *connAgent) error {
 
 // refusedAtAccept logs and audits a connection refused before it was
 // served; the process chain is read only for the lines that are written.
-func (s *Server) refusedAtAccept(peer Peer, reason string) {
+func (s *Server) refusedAtAccept(peer peerInfo, reason string) {
 	s.refused(fmt.Sprintf("pid %d", peer.PID), peer, reason, nil)
 }
 
 // refused writes the log line and the audit record of a refused
 // connection, at most one per key (a process or a path) and
 // refusalInterval: a flood of refusals must not flood the log too.
-func (s *Server) refused(key string, peer Peer, reason string, hops []Hop) {
+func (s *Server) refused(key string, peer peerInfo, reason string, hops []sshwire.Hop) {
 	write, skipped := s.refusals.note(key, s.now())
 	if !write {
 		return
@@ -194,7 +195,7 @@ func (s *Server) refused(key string, peer Peer, reason string, hops []Hop) {
 		attrs = append(attrs, "refused_unlogged", skipped)
 	}
 	s.log.Warn("connection refused: "+reason, attrs...)
-	s.auditEvent(audit.Record{Event: "connection-refused", Decision: "denied", Reason: reason, Detail: detail,
+	s.auditEvent(audit.Record{Event: audit.EventConnRefused, Decision: audit.DecisionDenied, Reason: reason, Detail: detail,
 		Client: &audit.Client{PID: peer.PID, UID: peer.UID, Exe: peer.Exe, Chain: peer.Chain}, Path: s.auditPath(hops)})
 }
 

@@ -21,6 +21,7 @@ import (
 	sshagent "golang.org/x/crypto/ssh/agent"
 
 	"github.com/safe-agent/safe-agent/agent/audit"
+	"github.com/safe-agent/safe-agent/agent/internal/sshwire"
 	"github.com/safe-agent/safe-agent/notify"
 )
 
@@ -85,15 +86,15 @@ func TestForwardOrigin(t *testing.T) {
 	made := ltPub(t, ltKey(t))
 	fp := ssh.FingerprintSHA256
 	for _, tt := range []struct {
-		hops []Hop
+		hops []sshwire.Hop
 		want string
 	}{
 		{nil, ""},
-		{[]Hop{{HostKey: jump}}, ""},
-		{[]Hop{{HostKey: jump, Forwarded: true}}, fp(jump)},
-		{[]Hop{{HostKey: jump, Forwarded: true}, {HostKey: made}}, fp(jump)},
-		{[]Hop{{HostKey: jump, Forwarded: true}, {HostKey: made, Forwarded: true}, {HostKey: other}}, fp(jump)},
-		{[]Hop{{HostKey: other}, {HostKey: jump, Forwarded: true}}, fp(other) + ">" + fp(jump)},
+		{[]sshwire.Hop{{HostKey: jump}}, ""},
+		{[]sshwire.Hop{{HostKey: jump, Forwarded: true}}, fp(jump)},
+		{[]sshwire.Hop{{HostKey: jump, Forwarded: true}, {HostKey: made}}, fp(jump)},
+		{[]sshwire.Hop{{HostKey: jump, Forwarded: true}, {HostKey: made, Forwarded: true}, {HostKey: other}}, fp(jump)},
+		{[]sshwire.Hop{{HostKey: other}, {HostKey: jump, Forwarded: true}}, fp(other) + ">" + fp(jump)},
 	} {
 		if got := forwardOrigin(tt.hops); got != tt.want {
 			t.Errorf("forwardOrigin(%d hops) = %q, want %q", len(tt.hops), got, tt.want)

@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"time"
 
 	"golang.org/x/crypto/ssh"
+	sshagent "golang.org/x/crypto/ssh/agent"
 
 	"github.com/safe-agent/safe-agent/agent/audit"
 	"github.com/safe-agent/safe-agent/policy"
@@ -27,12 +29,33 @@ const (
 	ExtForget = "forget-v0@safe-agent"
 )
 
-// KeySettingsConstraint is the payload of ExtKeySettings.
-type KeySettingsConstraint struct {
+// keySettingsConstraint is the payload of ExtKeySettings: the key's
+// settings the agent protocol has no field for. Confirm and Lifetime
+// travel as the protocol's own constraints (ssh-add -c, -t).
+type keySettingsConstraint struct {
 	Allow           []string `json:"allow,omitempty"`
 	Deny            []string `json:"deny,omitempty"`
 	MaxForwardDepth *int     `json:"max_forward_depth,omitempty"`
 	Stored          bool     `json:"stored,omitempty"`
+}
+
+// AddedKeyFor is the agent protocol's add request for a key with its own
+// settings: the one mapping from policy.Settings to the wire (parseAdded
+// is the way back). stored says the key is also in the keystore.
+func AddedKeyFor(priv any, cert *ssh.Certificate, comment string, set policy.Settings, stored bool) sshagent.AddedKey {
+	// Strings, an int pointer and a bool: Marshal cannot fail.
+	details, _ := json.Marshal(keySettingsConstraint{Allow: set.Allow, Deny: set.Deny, MaxForwardDepth: set.MaxForwardDepth, Stored: stored})
+	ak := sshagent.AddedKey{PrivateKey: priv, Certificate: cert, Comment: comment, ConfirmBeforeUse: set.Confirm,
+		ConstraintExtensions: []sshagent.ConstraintExtension{{ExtensionName: ExtKeySettings, ExtensionDetails: details}}}
+	if set.Lifetime > 0 {
+		ak.LifetimeSecs = uint32(min(set.Lifetime/time.Second, math.MaxUint32))
+	}
+	return ak
+}
+
+// Settings are the key's own settings as the agent reports them.
+func (k KeyInfo) Settings() policy.Settings {
+	return policy.Settings{Confirm: k.Confirm, Allow: k.Allow, Deny: k.Deny, MaxForwardDepth: k.MaxForwardDepth}
 }
 
 // KeyInfo describes a loaded key for `safe-agent list` and `status`.
@@ -50,6 +73,7 @@ type KeyInfo struct {
 	MaxForwardDepth *int      `json:"max_forward_depth,omitempty"`
 	Restricted      string    `json:"ssh_add_h,omitempty"`
 	Cert            *CertInfo `json:"certificate_info,omitempty"`
+	Upstream        string    `json:"upstream,omitempty"` // socket of the upstream agent holding it
 }
 
 // CertInfo describes a user certificate held in the agent.
@@ -95,6 +119,9 @@ type Status struct {
 	// RestrictedKeys counts the loaded keys with an allow list (the
 	// policy's or their own).
 	RestrictedKeys int `json:"restricted_keys,omitempty"`
+	// Upstreams are the upstream agents' health, checked when a client
+	// asks (statusFor).
+	Upstreams []UpstreamStatus `json:"upstreams,omitempty"`
 	PromptStatus
 }
 
@@ -116,18 +143,15 @@ type StatusInfo struct {
 	Notes func() []string
 }
 
-func parseKeySettings(details []byte) (KeySettingsConstraint, error) {
-	var ks KeySettingsConstraint
+// parseKeySettings decodes ExtKeySettings into set (newIdentity checks
+// the values) and reports whether the key is stored.
+func parseKeySettings(details []byte, set *policy.Settings) (stored bool, err error) {
+	var ks keySettingsConstraint
 	if err := json.Unmarshal(details, &ks); err != nil {
-		return ks, fmt.Errorf("key settings: %w", err)
+		return false, fmt.Errorf("key settings: %w", err)
 	}
-	if ks.MaxForwardDepth != nil && *ks.MaxForwardDepth < 0 {
-		return ks, errors.New("key settings: max_forward_depth must be 0 or more")
-	}
-	if err := policy.CheckSettings(policy.Settings{Allow: ks.Allow, Deny: ks.Deny, MaxForwardDepth: ks.MaxForwardDepth}); err != nil {
-		return ks, fmt.Errorf("key settings: %w", err)
-	}
-	return ks, nil
+	set.Allow, set.Deny, set.MaxForwardDepth = ks.Allow, ks.Deny, ks.MaxForwardDepth
+	return ks.Stored, nil
 }
 
 func (s *Server) keyInfo(id *Identity) KeyInfo {
@@ -135,7 +159,7 @@ func (s *Server) keyInfo(id *Identity) KeyInfo {
 	ki := KeyInfo{
 		Fingerprint: id.Fingerprint, Type: id.Type(), Comment: id.Comment,
 		PublicKey:   string(ssh.MarshalAuthorizedKey(id.Public)),
-		Certificate: cert, Confirm: id.Confirm, Expires: id.Expires, Stored: id.Stored,
+		Certificate: cert, Confirm: id.Settings.Confirm, Expires: id.Expires, Stored: id.Stored,
 		Allow: id.Settings.Allow, Deny: id.Settings.Deny, MaxForwardDepth: id.Settings.MaxForwardDepth,
 	}
 	if len(ki.PublicKey) > 0 && ki.PublicKey[len(ki.PublicKey)-1] == '\n' {
@@ -147,6 +171,7 @@ func (s *Server) keyInfo(id *Identity) KeyInfo {
 	if c := id.Cert(); c != nil {
 		ki.Cert = CertInfoOf(c)
 	}
+	ki.Upstream = id.Upstream
 	return ki
 }
 
@@ -168,7 +193,7 @@ func (s *Server) Status() Status {
 		pol := s.policy()
 		for _, id := range s.keys.list(s.now()) {
 			st.Keys = append(st.Keys, s.keyInfo(id))
-			if pol.HasAllowList(policyKey(id, nil), policySettings(id)) {
+			if pol.HasAllowList(policyKey(id, nil), id.Settings) {
 				st.RestrictedKeys++
 			}
 		}
@@ -190,7 +215,7 @@ func (a *connAgent) manage(name string) ([]byte, error) {
 			return nil, errLocked
 		}
 		infos := []KeyInfo{}
-		for _, id := range a.srv.keys.list(a.srv.now()) {
+		for _, id := range a.withUpstreamKeys(a.srv.keys.list(a.srv.now())) {
 			infos = append(infos, a.srv.keyInfo(id))
 		}
 		v = infos
@@ -211,36 +236,14 @@ func (a *connAgent) manage(name string) ([]byte, error) {
 
 const agentSuccess = 6
 
-// KeyOptions are the settings a key is loaded with outside the agent
-// protocol (keys from the keystore at start).
-type KeyOptions struct {
-	Confirm         bool
-	Allow, Deny     []string
-	MaxForwardDepth *int
-	Lifetime        time.Duration
-	Stored          bool
-}
-
-// AddKey loads a held key into the agent, e.g. one read from the keystore
-// at start. The key is destroyed if it cannot be added.
-func (s *Server) AddKey(k PrivateKey, comment string, o KeyOptions) (KeyInfo, error) {
-	if err := policy.CheckSettings(policy.Settings{Allow: o.Allow, Deny: o.Deny, MaxForwardDepth: o.MaxForwardDepth}); err != nil {
-		k.Destroy()
-		return KeyInfo{}, fmt.Errorf("stored settings: %w", err)
-	}
-	pub := k.PublicKey()
-	now := s.now()
-	id := &Identity{
-		Public: pub, Blob: string(pub.Marshal()), Comment: comment, Fingerprint: ssh.FingerprintSHA256(pub),
-		Confirm: o.Confirm, Stored: o.Stored, Added: now, key: k,
-		Settings: IdentitySettings{Allow: o.Allow, Deny: o.Deny, MaxForwardDepth: o.MaxForwardDepth},
-	}
-	if o.Lifetime > 0 {
-		id.Expires = now.Add(o.Lifetime)
-	} else if s.opts.DefaultLifetime > 0 {
-		id.Expires = now.Add(s.opts.DefaultLifetime)
+// AddKey loads a held key from the keystore (at start) into the agent,
+// with its stored settings. The key is destroyed if it cannot be added.
+func (s *Server) AddKey(k PrivateKey, comment string, set policy.Settings) (KeyInfo, error) {
+	id, err := s.newIdentity(k, k.PublicKey(), comment, set, true)
+	if err != nil {
+		return KeyInfo{}, fmt.Errorf("stored key: %w", err)
 	}
 	s.keys.add(id)
-	s.auditEvent(audit.Record{Event: "add", Decision: "allowed", Key: auditKey(id), Detail: fmt.Sprintf("from keystore; confirm %v", id.Confirm)})
+	s.auditEvent(audit.Record{Event: audit.EventAdd, Decision: audit.DecisionAllowed, Key: auditKey(id), Detail: fmt.Sprintf("from keystore; confirm %v", id.Settings.Confirm)})
 	return s.keyInfo(id), nil
 }

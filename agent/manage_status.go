@@ -32,6 +32,7 @@ type PromptStatus struct {
 func (a *connAgent) statusFor() Status {
 	st := a.srv.Status()
 	st.PromptStatus = a.srv.promptStatus(a.peer.PID)
+	st.Upstreams = a.srv.upstreamStatus()
 	return st
 }
 

@@ -12,7 +12,7 @@ const clientDepth = 8
 
 // readPeer reads, once per connection, who the peer is: the chain shown
 // to people and the structured chain client rules decide on.
-func readPeer(p *Peer) {
+func readPeer(p *peerInfo) {
 	p.Chain, p.Exe = processChain(p.PID, 4)
 	p.Client, p.start = readClient(p.PID)
 }
@@ -52,7 +52,7 @@ func procStart(pid int) (uint64, bool) {
 
 // peerChanged says why the connection's process is no longer the one
 // read when it connected ("" when it still is).
-func peerChanged(p *Peer) string {
+func peerChanged(p *peerInfo) string {
 	if p.Client == nil || p.Client.Unreadable != "" {
 		return ""
 	}

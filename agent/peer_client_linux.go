@@ -18,7 +18,7 @@ const clientDepth = 8
 
 // readPeer reads, once per connection, who the peer is: the chain shown
 // to people and the structured chain client rules decide on.
-func readPeer(p *Peer) {
+func readPeer(p *peerInfo) {
 	p.Chain, p.Exe = processChain(p.PID, 4)
 	p.Client, p.start = readClient(p.PID)
 }
@@ -138,7 +138,7 @@ func sameFile(a, b string) bool {
 // read when it connected ("" when it still is): gone (its pid free or
 // another process's), or running another program. A decision is made
 // for the process that asked, never for its pid's next owner.
-func peerChanged(p *Peer) string {
+func peerChanged(p *peerInfo) string {
 	if p.Client == nil || p.Client.Unreadable != "" || len(p.Client.Chain) == 0 {
 		return ""
 	}

@@ -24,7 +24,7 @@ func TestReadClientIgnoresArgv0(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	p := Peer{PID: cmd.Process.Pid}
+	p := peerInfo{PID: cmd.Process.Pid}
 	readPeer(&p)
 	c := p.Client
 	if c.Unreadable != "" || len(c.Chain) < 2 {

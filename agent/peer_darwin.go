@@ -10,12 +10,12 @@ import (
 
 // peerCred reads the connecting process's uid (LOCAL_PEERCRED) and pid
 // (LOCAL_PEERPID).
-func peerCred(c *net.UnixConn) (Peer, error) {
+func peerCred(c *net.UnixConn) (peerInfo, error) {
 	raw, err := c.SyscallConn()
 	if err != nil {
-		return Peer{}, fmt.Errorf("peer credentials: %w", err)
+		return peerInfo{}, fmt.Errorf("peer credentials: %w", err)
 	}
-	var p Peer
+	var p peerInfo
 	var serr error
 	if err := raw.Control(func(fd uintptr) {
 		var xu *unix.Xucred
@@ -29,10 +29,10 @@ func peerCred(c *net.UnixConn) (Peer, error) {
 		}
 		p.PID, serr = unix.GetsockoptInt(int(fd), unix.SOL_LOCAL, unix.LOCAL_PEERPID)
 	}); err != nil {
-		return Peer{}, fmt.Errorf("peer credentials: %w", err)
+		return peerInfo{}, fmt.Errorf("peer credentials: %w", err)
 	}
 	if serr != nil {
-		return Peer{}, fmt.Errorf("peer credentials: %w", serr)
+		return peerInfo{}, fmt.Errorf("peer credentials: %w", serr)
 	}
 	return p, nil
 }

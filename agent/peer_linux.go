@@ -11,22 +11,22 @@ import (
 )
 
 // peerCred reads the connecting process's credentials with SO_PEERCRED.
-func peerCred(c *net.UnixConn) (Peer, error) {
+func peerCred(c *net.UnixConn) (peerInfo, error) {
 	raw, err := c.SyscallConn()
 	if err != nil {
-		return Peer{}, fmt.Errorf("peer credentials: %w", err)
+		return peerInfo{}, fmt.Errorf("peer credentials: %w", err)
 	}
 	var cred *unix.Ucred
 	var serr error
 	if err := raw.Control(func(fd uintptr) {
 		cred, serr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
 	}); err != nil {
-		return Peer{}, fmt.Errorf("peer credentials: %w", err)
+		return peerInfo{}, fmt.Errorf("peer credentials: %w", err)
 	}
 	if serr != nil {
-		return Peer{}, fmt.Errorf("peer credentials: %w", serr)
+		return peerInfo{}, fmt.Errorf("peer credentials: %w", serr)
 	}
-	return Peer{PID: int(cred.Pid), UID: int(cred.Uid), GID: int(cred.Gid)}, nil
+	return peerInfo{PID: int(cred.Pid), UID: int(cred.Uid), GID: int(cred.Gid)}, nil
 }
 
 // procInfo is one process of a chain, read from /proc.

@@ -12,6 +12,7 @@ import (
 	sshagent "golang.org/x/crypto/ssh/agent"
 
 	"github.com/safe-agent/safe-agent/agent/audit"
+	"github.com/safe-agent/safe-agent/agent/internal/sshwire"
 	"github.com/safe-agent/safe-agent/policy"
 )
 
@@ -28,13 +29,13 @@ type signRequest struct {
 	flags sshagent.SignatureFlags
 	start time.Time
 
-	id         *Identity       // lookup
-	hops       []Hop           // bind: the connection's verified path
-	bindFailed bool            // bind: a bind on this connection failed
-	what       SignData        // classify
-	decision   policy.Decision // decide
-	prompt     *audit.Prompt   // confirm, when a person was asked
-	sig        *ssh.Signature  // sign
+	id         *Identity        // lookup
+	hops       []sshwire.Hop    // bind: the connection's verified path
+	bindFailed bool             // bind: a bind on this connection failed
+	what       sshwire.SignData // classify
+	decision   policy.Decision  // decide
+	prompt     *audit.Prompt    // confirm, when a person was asked
+	sig        *ssh.Signature   // sign
 }
 
 // claimOnly: a plain "publickey" login (it names no server) through a
@@ -44,7 +45,7 @@ type signRequest struct {
 // present the signature to any server that accepts the key.
 func (r *signRequest) claimOnly() bool {
 	n := len(r.hops)
-	return r.what.Kind == SignLogin && r.what.Method != MethodPublicKeyHostbound &&
+	return r.what.Purpose == policy.PurposeLogin && r.what.Method != sshwire.MethodPublicKeyHostbound &&
 		!r.bindFailed && forwarded(r.hops) && n > 0 && !r.hops[n-1].Forwarded
 }
 
@@ -57,7 +58,10 @@ func (r *refusal) Error() string { return r.reason }
 // sign is the one path every sign request takes:
 // bind → classify → decide → confirm → sign → audit → reply.
 func (a *connAgent) sign(blob, data []byte, flags sshagent.SignatureFlags) (*ssh.Signature, error) {
-	r := &signRequest{blob: blob, data: data, flags: flags, start: a.srv.now()}
+	// Until classify says otherwise the data is opaque: a request refused
+	// at lookup is audited as such.
+	r := &signRequest{blob: blob, data: data, flags: flags, start: a.srv.now(),
+		what: sshwire.SignData{Purpose: policy.PurposeOpaque}}
 	err := a.stepLookup(r)
 	if err == nil {
 		a.stepBind(r)
@@ -97,6 +101,9 @@ func (a *connAgent) stepLookup(r *signRequest) error {
 	now := a.srv.now()
 	id, ok := a.srv.keys.get(r.blob, now)
 	if !ok {
+		id, ok = a.upstreamKey(r.blob) // own keys win
+	}
+	if !ok {
 		return &refusal{"key not loaded", "the requested key is not loaded in the agent"}
 	}
 	r.id = id
@@ -110,7 +117,7 @@ func (a *connAgent) stepLookup(r *signRequest) error {
 // stepBind takes the connection's verified hop chain, as built by the
 // session-bind@openssh.com messages received on it so far.
 func (a *connAgent) stepBind(r *signRequest) {
-	r.hops = append([]Hop(nil), a.bind.Hops...)
+	r.hops = append([]sshwire.Hop(nil), a.bind.Hops...)
 	r.bindFailed = a.bind.Failed
 }
 
@@ -119,8 +126,8 @@ func (a *connAgent) stepBind(r *signRequest) {
 func (a *connAgent) stepClassify(r *signRequest) {
 	// A login that names another key, or an algorithm this key cannot
 	// sign, is not a login (as OpenSSH's parse_userauth_request).
-	r.what = ClassifySignDataForKey(r.data, r.id.Public)
-	if r.what.Kind == SignLogin && len(r.hops) == 0 && !r.bindFailed {
+	r.what = sshwire.Classify(r.data, r.id.Public)
+	if r.what.Purpose == policy.PurposeLogin && len(r.hops) == 0 && !r.bindFailed {
 		a.srv.unbound.seen(a.peer, a.srv.now())
 	}
 }
@@ -130,8 +137,8 @@ func (a *connAgent) stepClassify(r *signRequest) {
 // destination constraints, then the policy (with the key's own settings
 // and ssh-add -c folded in).
 func (a *connAgent) stepDecide(r *signRequest) error {
-	if r.what.Kind == SignLogin {
-		if err := CheckLoginBinding(r.what, &a.bind); err != nil {
+	if r.what.Purpose == policy.PurposeLogin {
+		if err := sshwire.CheckLoginBinding(r.what, &a.bind); err != nil {
 			return &refusal{"session-bind", fmt.Sprintf("login refused: %v", err)}
 		}
 	}
@@ -179,6 +186,9 @@ func (a *connAgent) stepRecheck(r *signRequest) error {
 
 // stepSign takes the key out of locked memory for this one signature.
 func (a *connAgent) stepSign(r *signRequest) error {
+	if r.id.Upstream != "" {
+		return a.stepSignUpstream(r) // upstream.go
+	}
 	sig, err := signWith(r.id, rand.Reader, r.data, signAlgorithm(r.id.Public, r.flags))
 	if err != nil {
 		return fmt.Errorf("signing failed: %w", err)
@@ -222,40 +232,30 @@ func (a *connAgent) stepAudit(r *signRequest, outcome error) error {
 func (a *connAgent) signRecord(r *signRequest, outcome error) audit.Record {
 	sum := sha256.Sum256(r.data)
 	rec := audit.Record{
-		Event:   "sign",
-		Purpose: &audit.Purpose{Kind: kindName(r.what.Kind), User: r.what.User, Namespace: r.what.Namespace, DataSHA256: hex.EncodeToString(sum[:])},
-		Client:  &audit.Client{PID: a.peer.PID, UID: a.peer.UID, Exe: a.peer.Exe, Chain: a.peer.Chain},
+		Event:   audit.EventSign,
+		Purpose: &audit.Purpose{Kind: r.what.Purpose.String(), User: r.what.User, Namespace: r.what.Namespace, DataSHA256: hex.EncodeToString(sum[:])},
+		Client:  a.auditClient(),
 		Path:    a.srv.auditPath(r.hops),
 		Prompt:  r.prompt,
 	}
 	if r.id != nil {
-		rec.Key = &audit.Key{Fingerprint: r.id.Fingerprint, Type: r.id.Type(), Comment: r.id.Comment, Cert: auditCert(r.cert())}
+		rec.Key = &audit.Key{Fingerprint: r.id.Fingerprint, Type: r.id.Type(), Comment: r.id.Comment, Cert: auditCert(r.cert()), Upstream: r.id.Upstream}
 	} else if pk, err := ssh.ParsePublicKey(r.blob); err == nil {
 		rec.Key = &audit.Key{Fingerprint: ssh.FingerprintSHA256(pk), Type: pk.Type()}
 	}
 	var ref *refusal
 	switch {
 	case outcome == nil:
-		rec.Decision = "allowed"
+		rec.Decision = audit.DecisionAllowed
 		rec.Rule, rec.Reason = r.decision.Rule, r.decision.Reason
 	case errors.As(outcome, &ref):
-		rec.Decision = "denied"
+		rec.Decision = audit.DecisionDenied
 		rec.Rule, rec.Reason = ref.rule, ref.reason
 	default:
-		rec.Decision = "denied"
+		rec.Decision = audit.DecisionDenied
 		rec.Rule, rec.Reason = "error", outcome.Error()
 	}
 	return rec
-}
-
-func kindName(k SignKind) string {
-	switch k {
-	case SignLogin:
-		return "login"
-	case SignSSHSIG:
-		return "sshsig"
-	}
-	return "opaque"
 }
 
 func (a *connAgent) logRefusal(r *signRequest, err error) {
@@ -270,14 +270,14 @@ func (a *connAgent) logRefusal(r *signRequest, err error) {
 }
 
 func (a *connAgent) requestAttrs(r *signRequest) []any {
-	attrs := []any{"purpose", kindName(r.what.Kind), "process", a.peer.Chain, "path", a.srv.requestPathText(r)}
+	attrs := []any{"purpose", r.what.Purpose.String(), "process", a.peer.Chain, "path", a.srv.requestPathText(r)}
 	if r.id != nil {
 		attrs = append(attrs, "fingerprint", r.id.Fingerprint, "comment", r.id.Comment)
 	}
-	if r.what.Kind == SignLogin {
+	if r.what.Purpose == policy.PurposeLogin {
 		attrs = append(attrs, "user", r.what.User)
 	}
-	if r.what.Kind == SignSSHSIG {
+	if r.what.Purpose == policy.PurposeSSHSIG {
 		attrs = append(attrs, "namespace", r.what.Namespace)
 	}
 	return attrs

@@ -105,7 +105,7 @@ func NewPolicyHolder(path string, explicit bool, log *slog.Logger, a *audit.Log)
 	h.cur.Store(p)
 	h.hosts = stampsOf(p.KnownHostsFiles())
 	releaseLoadGarbage()
-	h.record(audit.Record{Event: "policy-load", Detail: h.describe()})
+	h.record(audit.Record{Event: audit.EventPolicyLoad, Detail: h.describe()})
 	return h, nil
 }
 
@@ -141,7 +141,7 @@ func (h *PolicyHolder) Reload(why string) error {
 		h.hosts = hosts
 		h.lastErr = err
 		h.log.Error("policy reload failed; the last good policy stays in force", "trigger", why, "err", err)
-		h.record(audit.Record{Event: "policy-reload-failed", Reason: err.Error(), Detail: h.path})
+		h.record(audit.Record{Event: audit.EventPolicyReloadFailed, Reason: err.Error(), Detail: h.path})
 		return fmt.Errorf("reload policy: %w", err)
 	}
 	h.lastErr = nil
@@ -152,7 +152,7 @@ func (h *PolicyHolder) Reload(why string) error {
 	h.cur.Store(p)
 	releaseLoadGarbage()
 	h.log.Info("policy reloaded", "trigger", why, "path", h.describe())
-	h.record(audit.Record{Event: "policy-load", Detail: h.describe()})
+	h.record(audit.Record{Event: audit.EventPolicyLoad, Detail: h.describe()})
 	return nil
 }
 

@@ -14,13 +14,13 @@ func TestProgramFor(t *testing.T) {
 	client := func(exe string) *policy.Client {
 		return &policy.Client{Chain: []policy.Proc{{PID: 10, Name: "ssh-keygen", Exe: exe}}}
 	}
-	good := Peer{PID: 10, Exe: "/usr/bin/ssh-keygen", Client: client("/usr/bin/ssh-keygen")}
+	good := peerInfo{PID: 10, Exe: "/usr/bin/ssh-keygen", Client: client("/usr/bin/ssh-keygen")}
 	req := func(confirm bool, remember time.Duration) *signRequest {
-		return &signRequest{id: &Identity{Confirm: confirm}, decision: policy.Decision{Verdict: policy.Confirm, Remember: remember}}
+		return &signRequest{id: &Identity{Settings: policy.Settings{Confirm: confirm}}, decision: policy.Decision{Verdict: policy.Confirm, Remember: remember}}
 	}
 	for _, tt := range []struct {
 		name   string
-		p      Peer
+		p      peerInfo
 		r      *signRequest
 		remote bool
 		want   time.Duration
@@ -29,11 +29,11 @@ func TestProgramFor(t *testing.T) {
 		{"remember set", good, req(false, 3*time.Minute), false, 3 * time.Minute},
 		{"ssh-add -c", good, req(true, 0), false, 0},
 		{"forwarded", good, req(false, 5*time.Minute), true, 0},
-		{"exe unknown", Peer{PID: 10, Client: client("")}, req(false, 0), false, 0},
-		{"no client chain", Peer{PID: 10, Exe: "/usr/bin/ssh-keygen"}, req(false, 0), false, 0},
-		{"chain unreadable", Peer{PID: 10, Exe: "/usr/bin/ssh-keygen", Client: &policy.Client{Unreadable: "process gone"}}, req(false, 0), false, 0},
-		{"exe changed between reads", Peer{PID: 10, Exe: "/tmp/evil", Client: client("/usr/bin/ssh-keygen")}, req(false, 0), false, 0},
-		{"deleted executable", Peer{PID: 10, Exe: "/usr/bin/ssh-keygen (deleted)", Client: client("/usr/bin/ssh-keygen")}, req(false, 0), false, 10 * time.Minute},
+		{"exe unknown", peerInfo{PID: 10, Client: client("")}, req(false, 0), false, 0},
+		{"no client chain", peerInfo{PID: 10, Exe: "/usr/bin/ssh-keygen"}, req(false, 0), false, 0},
+		{"chain unreadable", peerInfo{PID: 10, Exe: "/usr/bin/ssh-keygen", Client: &policy.Client{Unreadable: "process gone"}}, req(false, 0), false, 0},
+		{"exe changed between reads", peerInfo{PID: 10, Exe: "/tmp/evil", Client: client("/usr/bin/ssh-keygen")}, req(false, 0), false, 0},
+		{"deleted executable", peerInfo{PID: 10, Exe: "/usr/bin/ssh-keygen (deleted)", Client: client("/usr/bin/ssh-keygen")}, req(false, 0), false, 10 * time.Minute},
 	} {
 		if got := programFor(tt.p, tt.r, tt.remote); got != tt.want {
 			t.Errorf("%s: programFor = %v, want %v", tt.name, got, tt.want)

@@ -33,7 +33,7 @@ type Options struct {
 	Debug bool
 	// DefaultLifetime applies to keys added without a lifetime (ssh-agent -t).
 	DefaultLifetime time.Duration
-	// Seal holds private keys; nil means plain heap keys (SealPlain).
+	// Seal holds private keys; nil means plain heap keys (sealPlain).
 	Seal Sealer
 	// AllowRoot lets uid 0 use an agent that runs as another user.
 	AllowRoot bool
@@ -72,10 +72,13 @@ type Options struct {
 	PromptEnv notify.Env
 	// Notifier tells the person about uses and refusals; nil: no notices.
 	Notifier notify.Notifier
+	// Upstreams are the sockets of upstream agents whose keys the agent
+	// fronts (serve --upstream), besides the policy file's upstream list.
+	Upstreams []string
 }
 
-// Peer is who is on the other end of a connection.
-type Peer struct {
+// peerInfo is who is on the other end of a connection.
+type peerInfo struct {
 	PID, UID, GID int
 	Exe           string // executable path, if readable
 	Chain         string // "ssh (1234) ← git (1200) ← zsh (1000)"
@@ -105,6 +108,7 @@ type Server struct {
 	refusals refusalLog
 	budgets  auditBudgets   // what forwarded paths may write to the audit log
 	unbound  unboundClients // programs that sign logins without session-bind
+	up       *upstreamSet   // upstream agents whose keys it fronts (upstream.go)
 
 	mu        sync.Mutex
 	conns     map[*serverConn]struct{}
@@ -131,7 +135,7 @@ func New(o Options) *Server {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.Seal == nil {
-		o.Seal = SealPlain
+		o.Seal = sealPlain
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -150,6 +154,7 @@ func New(o Options) *Server {
 		stopReap:      make(chan struct{}),
 		reapDone:      make(chan struct{}),
 	}
+	s.startUpstreams()
 	go s.reapLoop()
 	return s
 }
@@ -169,7 +174,7 @@ func (s *Server) reapLoop() {
 				continue
 			}
 			s.log.Info("key lifetime ended; removed", "fingerprint", id.Fingerprint, "comment", id.Comment)
-			s.auditEvent(audit.Record{Event: "remove", Decision: "allowed", Key: auditKey(id), Reason: "lifetime ended"})
+			s.auditEvent(audit.Record{Event: audit.EventRemove, Decision: audit.DecisionAllowed, Key: auditKey(id), Reason: "lifetime ended"})
 		}
 		wait := time.Hour
 		if !next.IsZero() {

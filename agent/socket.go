@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/safe-agent/safe-agent/internal/hint"
 )
 
 // DefaultSocketPath is $XDG_RUNTIME_DIR/safe-agent/agent.sock, or a
@@ -34,12 +36,12 @@ func Listen(path string) (*net.UnixListener, error) {
 	}
 	if fi, err := os.Lstat(path); err == nil {
 		if fi.Mode()&os.ModeSocket == 0 {
-			return nil, fmt.Errorf("%s exists and is not a socket: remove it or choose another --socket", path)
+			return nil, hint.Wrap(fmt.Errorf("%s exists and is not a socket", path), "remove it, or choose another socket path")
 		}
 		c, err := net.DialTimeout("unix", path, time.Second)
 		if err == nil {
 			c.Close()
-			return nil, fmt.Errorf("an agent is already running on %s: stop it first or choose another --socket", path)
+			return nil, hint.Wrap(fmt.Errorf("an agent is already running on %s", path), "stop it first, or choose another socket path")
 		}
 		if err := os.Remove(path); err != nil {
 			return nil, fmt.Errorf("remove stale socket %s: %w", path, err)
@@ -64,13 +66,15 @@ func checkPrivateDir(dir string) error {
 		return fmt.Errorf("socket directory: %w", err)
 	}
 	if !fi.IsDir() {
-		return fmt.Errorf("socket directory %s is not a directory (a symlink?): use a private directory", dir)
+		return hint.Wrap(fmt.Errorf("socket directory %s is not a directory (a symlink?)", dir), "use a private directory")
 	}
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
-		return fmt.Errorf("socket directory %s is owned by uid %d, not by you (uid %d): another user could replace the socket; use a directory you own", dir, st.Uid, os.Geteuid())
+		return hint.Wrap(fmt.Errorf("socket directory %s is owned by uid %d, not by you (uid %d): another user could replace the socket", dir, st.Uid, os.Geteuid()),
+			"use a directory you own")
 	}
 	if fi.Mode().Perm()&0o022 != 0 {
-		return fmt.Errorf("socket directory %s is writable by others (mode %04o): run `chmod go-w %s` or choose another --socket", dir, fi.Mode().Perm(), dir)
+		return hint.Wrap(fmt.Errorf("socket directory %s is writable by others (mode %04o)", dir, fi.Mode().Perm()),
+			fmt.Sprintf("run `chmod go-w %s`, or choose another socket path", dir))
 	}
 	return nil
 }

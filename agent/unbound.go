@@ -18,7 +18,7 @@ type unboundClients struct {
 	m  map[string]*UnboundClient // by executable
 }
 
-func (u *unboundClients) seen(p Peer, now time.Time) {
+func (u *unboundClients) seen(p peerInfo, now time.Time) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.m == nil {

@@ -1,7 +1,15 @@
 // Package keystore is where keys rest (the OS keyring) and how they are held
-// while loaded (locked memory). It imports nothing else of safe-agent.
+// while loaded (locked memory). Of safe-agent it imports only internal/hint.
+//
+// Open returns a store by name (Names lists them); the
+// Vault (vault*.go) holds loaded keys.
 //
 // # Held: the Vault
+//
+// The in-memory vault is its own file group: vault.go (mappings and
+// slots), vault_key.go (LockedKey: sealing, signing, destroying),
+// vault_linux.go and vault_darwin.go (what each kernel can advise about
+// key pages), secret_*.go (WithSecretErasure).
 //
 // A Vault owns anonymous mappings of key memory: each is mlock'ed (never
 // swapped), MADV_DONTDUMP (left out of core dumps), MADV_WIPEONFORK (zero in
@@ -26,26 +34,14 @@
 //
 // # Why our own mappings and not github.com/awnumar/memguard
 //
-// Measured on the 2-core development machine (loaded by other work; take
-// the minimum of three runs), ed25519 over 64 bytes, per signature:
-//
-//	x/crypto signer over a heap key (a plain agent)      27 µs
-//	this Vault: heap copy, sign, wipe                    32 µs
-//	  same, built with GOEXPERIMENT=runtimesecret        44 µs
-//	memguard Enclave: open, copy, sign, wipe, destroy   157 µs
-//	memguard LockedBuffer kept open, copy, sign, wipe    31 µs
-//
-// ECDSA P-256: plain 40 µs, Vault 46 µs (176 µs with runtimesecret); RSA-3072:
-// plain 3.29 ms, Vault 3.64 ms. (BenchmarkSign* in this package; memguard
-// was measured in a scratch module and is not a dependency.) The target is
-// at least 4× OpenSSH's 1,300 signatures/s on one connection, about 190 µs
-// for a whole request: memguard's Enclave (the feature that would justify
-// it: keys sealed while idle) spends most of that on the signature alone. A
-// kept-open memguard LockedBuffer costs the same as our slot, but uses a
-// locked page plus two guard pages per key, and when mlock fails it panics
-// after wiping every buffer, losing every loaded key; the Vault returns an
-// error and packs keys into one mapping. Keys are not additionally
-// encrypted while idle (as OpenSSH's key shielding does).
+// A Vault slot costs a signature little more than a plain heap key
+// (BenchmarkSign* in this package). memguard's Enclave, the feature that
+// would justify it (keys sealed while idle), costs several times a whole
+// agent request per signature; a kept-open LockedBuffer costs as much as a
+// slot but uses a locked page plus two guard pages per key, and when mlock
+// fails it panics after wiping every buffer, losing every loaded key. The
+// Vault returns an error and packs keys into one mapping. Keys are not
+// additionally encrypted while idle (as OpenSSH's key shielding does).
 //
 // # What remains outside locked memory
 //
@@ -56,12 +52,10 @@
 // collector does not zero freed memory. Every path here that touches key
 // material runs inside WithSecretErasure; built with
 // GOEXPERIMENT=runtimesecret (linux/amd64 and arm64) that is
-// runtime/secret.Do, which erases those objects when they are freed. A scan
-// of an agent-like process (TestSeedCopiesOutsideVault: load a stored
-// ed25519 key, sign 50 times, run the GC) finds the key's seed once in the
-// vault and 0 times elsewhere with runtimesecret, 51 times elsewhere without
-// (one expanded key per signature, until the allocator reuses that memory).
-// Build the agent with GOEXPERIMENT=runtimesecret.
+// runtime/secret.Do, which erases those objects when they are freed;
+// without it a copy of the key is left per signature until the allocator
+// reuses that memory (TestSeedCopiesOutsideVault scans for them). Build
+// the agent with GOEXPERIMENT=runtimesecret.
 //
 // # At rest: the keyring
 //

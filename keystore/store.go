@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/safe-agent/safe-agent/internal/hint"
 )
 
 // ErrUnavailable is wrapped by every Store error that means "the keyring
@@ -21,8 +23,10 @@ var ErrLocked = errors.New("keyring locked")
 // ErrNotFound is returned by Store.Delete for a key that is not stored.
 var ErrNotFound = errors.New("key is not in the keystore")
 
-// Settings are the per-key restrictions given to `safe-agent add`, stored
-// with the key. They only ever add restriction to the policy file.
+// Settings are the per-key settings stored with the key. It is
+// policy.Settings field for field, kept here because keystore and policy
+// never import each other; callers convert with policy.Settings(s) and
+// keystore.Settings(s), which stop compiling if the two drift apart.
 type Settings struct {
 	Confirm         bool          // ask before every use
 	Allow           []string      // destinations the key may be used for
@@ -107,9 +111,11 @@ func (noneStore) Load(ctx context.Context) ([]StoredKey, []error, error) {
 	return nil, nil, nil
 }
 func (noneStore) Get(ctx context.Context, fingerprint string) (StoredKey, error) {
-	return StoredKey{}, fmt.Errorf("%s: %w (--keystore none keeps nothing)", fingerprint, ErrNotFound)
+	return StoredKey{}, hint.Wrap(fmt.Errorf("%s: %w", fingerprint, ErrNotFound), noneKeepsNothing)
 }
 func (noneStore) Delete(ctx context.Context, fingerprint string) error {
-	return fmt.Errorf("%s: %w (--keystore none keeps nothing)", fingerprint, ErrNotFound)
+	return hint.Wrap(fmt.Errorf("%s: %w", fingerprint, ErrNotFound), noneKeepsNothing)
 }
 func (noneStore) Name() string { return "none" }
+
+const noneKeepsNothing = "the \"none\" keystore keeps no keys: use the keyring to store them"

@@ -97,7 +97,7 @@ type step struct {
 func question(key, scope, path string, remember time.Duration) Question {
 	return Question{
 		KeyFingerprint: key, Scope: path + "|" + scope, FatigueScope: path, Remember: remember,
-		Prompt: Prompt{KeyComment: "comment-" + key, KeyFingerprint: key, Purpose: scope, Path: []string{"here", path}, Process: "ssh (1)"},
+		Prompt: Prompt{KeyComment: "comment-" + key, KeyFingerprint: key, Purpose: scope, Path: hopsPath(path), Process: "ssh (1)"},
 	}
 }
 

@@ -1,4 +1,4 @@
-//go:build (linux || freebsd || netbsd || openbsd || illumos) && !nodbus
+//go:build linux && !nodbus
 
 package notify
 

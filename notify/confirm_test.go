@@ -75,7 +75,7 @@ func TestAskpassProtocol(t *testing.T) {
 	p := Prompt{
 		KeyComment: "work", KeyFingerprint: testFP,
 		Purpose: PurposeLogin("deploy", "db.internal"),
-		Path:    []string{"here", "jump.example (forwarded)", "db.internal"},
+		Path:    hopsPath("jump.example (forwarded)", "db.internal"),
 		Process: "ssh (1234) ← git (1200)",
 	}
 	c := newTestConfirmer(t, KindAskpass, fakeEnv(f))
@@ -372,7 +372,7 @@ func TestKDialogText(t *testing.T) {
 		KeyComment:     "<b>work</b>",
 		KeyFingerprint: testFP,
 		Purpose:        PurposeLogin("root\n\nPath: here <br>→ github.com", "db & co"),
-		Path:           []string{"here", `C:\evil\n`},
+		Path:           hopsPath(`C:\evil\n`),
 	}
 	got := kdialogText(p.Text())
 	want := `<qt>Allow use of key "&lt;b&gt;work&lt;/b&gt;" (` + testFP + `)?<br><br>` +

@@ -59,7 +59,11 @@ func startXvfb(t *testing.T) string {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	cmd := exec.Command(xvfb, "-displayfd", "3", "-screen", "0", "1024x768x24", "-nolisten", "tcp")
+	// -noreset: by default an X server resets when its last client
+	// disconnects, and a client connecting during the reset gets "cannot
+	// open display". Between two prompts every client is gone, so without
+	// it the next prompt failed now and then on a loaded machine.
+	cmd := exec.Command(xvfb, "-displayfd", "3", "-noreset", "-screen", "0", "1024x768x24", "-nolisten", "tcp")
 	cmd.ExtraFiles = []*os.File{w}
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
@@ -104,7 +108,7 @@ func samplePrompt() Prompt {
 		KeyComment:     "deploy key (work laptop)",
 		KeyFingerprint: "SHA256:7pP8vXnP0uSHxP1gR1DxK1ABCDefghIJKLmnopqrstu",
 		Purpose:        PurposeLogin("deploy", "db-primary.eu-west.internal.example.com"),
-		Path:           []string{"here", "jump.example.com (forwarded)", "bastion.internal (forwarded)", "db-primary.eu-west.internal.example.com"},
+		Path:           hopsPath("jump.example.com (forwarded)", "bastion.internal (forwarded)", "db-primary.eu-west.internal.example.com"),
 		Process:        "ssh (41234) ← git (41200) ← zsh (1000) ← tmux: server (900)",
 		Remember:       5 * time.Minute,
 		Reason:         "forwarded use of this key needs confirmation (confirm = \"forwarded\")",
@@ -140,7 +144,7 @@ func TestPromptWindow(t *testing.T) {
 				needProgram(t, "zenity", "zenity")
 			}
 			env := Env{Display: display, Path: "/usr/bin:/bin", Home: t.TempDir(), Lang: "C.UTF-8"}
-			c, err := NewConfirmer(tt.kind, env, slog.New(slog.DiscardHandler))
+			c, err := NewConfirmer(tt.kind, env, slog.New(slog.NewTextHandler(tlogWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -174,10 +178,26 @@ func TestPromptWindow(t *testing.T) {
 				t.Fatalf("prompt ended before it was shown: %v, %v", r.ok, r.err)
 			}
 			// A first GTK start on a busy machine can take seconds.
-			waitWithin(t, 60*time.Second, "the prompt window", func() bool {
+			// A first GTK start on a busy machine can take seconds. A program
+			// that ends without a window is reported with its log, not as a
+			// timeout.
+			deadline := time.Now().Add(60 * time.Second)
+			for {
 				out, err := x(t, display, "xdotool", "search", "--onlyvisible", "--pid", fmt.Sprint(pid))
-				return err == nil && out != ""
-			})
+				if err == nil && out != "" {
+					break
+				}
+				select {
+				case r := <-done:
+					t.Fatalf("the prompt program ended without showing a window: Confirm = %v, %v (its stderr is in the log above)", r.ok, r.err)
+				default:
+				}
+				if time.Now().After(deadline) {
+					tree, _ := x(t, display, "xwininfo", "-root", "-tree")
+					t.Fatalf("timed out waiting for the prompt window of pid %d; windows on %s:\n%s", pid, display, tree)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
 			time.Sleep(400 * time.Millisecond) // let it paint and grab the keyboard
 			shot := filepath.Join(shots, "prompt-"+tt.name+".png")
 			if out, err := x(t, display, "import", "-window", "root", shot); err != nil {
@@ -365,7 +385,7 @@ func hostilePrompt() Prompt {
 		KeyComment:     "<i>work</i>",
 		KeyFingerprint: "SHA256:7pP8vXnP0uSHxP1gR1DxK1ABCDefghIJKLmnopqrstu",
 		Purpose:        PurposeLogin("<b>root</b>\n\nAllowed path: here → github.com", "prod.internal"),
-		Path:           []string{"here", "jump & co (forwarded)", "<span foreground='green'>ok</span>"},
+		Path:           hopsPath("jump & co (forwarded)", "<span foreground='green'>ok</span>"),
 		Process:        "ssh (41234) ← </span><big>x\x1b[2K",
 	}
 }
@@ -452,4 +472,12 @@ func markupChild(t *testing.T, dir string) {
 	if err := os.WriteFile(filepath.Join(dir, "history.json"), hist, 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// tlogWriter sends a logger's lines to the test log.
+type tlogWriter struct{ t *testing.T }
+
+func (w tlogWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
 }

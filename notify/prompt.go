@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/safe-agent/safe-agent/internal/termtext"
+	"github.com/safe-agent/safe-agent/policy"
 )
 
 // Prompt is what a confirmation prompt says. Every field may come from
@@ -21,10 +22,10 @@ type Prompt struct {
 	// Purpose is what the signature is for; see PurposeLogin,
 	// PurposeSSHSIG and PurposeOpaque.
 	Purpose string
-	// Path is the hops as people read them, first to last: "here",
-	// "jump.example (forwarded)", "db.internal"; a host known_hosts cannot
-	// name appears as its host-key fingerprint.
-	Path []string
+	// Path is the hosts the request came through, shown in its long
+	// form: "here → jump.example (forwarded) → db.internal"; a host
+	// known_hosts cannot name appears as its host-key fingerprint.
+	Path policy.Path
 	// Process is the requesting process chain: "ssh (1234) ← git (1200)".
 	Process string
 	// Remember is how long a yes will be remembered (0: not at all).
@@ -66,7 +67,6 @@ const (
 	maxField   = 200
 	maxProcess = 300
 	maxHop     = 100
-	maxHops    = 12
 )
 
 // Text is the prompt as shown, a few short lines:
@@ -137,28 +137,10 @@ func (p Prompt) purpose() string {
 	return clean(p.Purpose, maxField)
 }
 
-// path is the hops joined with arrows; a path too long to show keeps its
-// first and last hops, which say where it starts and where it ends.
+// path is the path's long form with every host name made safe to show
+// (a name may come from someone else's known_hosts entry or host key).
 func (p Prompt) path() string {
-	hops := p.Path
-	if len(hops) == 0 {
-		return "here"
-	}
-	parts := make([]string, 0, min(len(hops), maxHops))
-	if len(hops) > maxHops {
-		for _, h := range hops[:maxHops/2] {
-			parts = append(parts, clean(h, maxHop))
-		}
-		parts = append(parts, fmt.Sprintf("(%d more)", len(hops)-maxHops+1))
-		for _, h := range hops[len(hops)-maxHops/2+1:] {
-			parts = append(parts, clean(h, maxHop))
-		}
-	} else {
-		for _, h := range hops {
-			parts = append(parts, clean(h, maxHop))
-		}
-	}
-	return strings.Join(parts, " → ")
+	return p.Path.WithNames(func(n string) string { return clean(n, maxHop) }).Long()
 }
 
 func (p Prompt) process() string {

@@ -6,6 +6,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/safe-agent/safe-agent/policy"
 )
 
 const testFP = "SHA256:7pP8vXnP0uSHxP1gR1DxK1ABCDefghIJKLmnopqrstu"
@@ -21,7 +23,7 @@ func TestPromptText(t *testing.T) {
 			p: Prompt{
 				KeyComment: "work", KeyFingerprint: testFP,
 				Purpose:  PurposeLogin("deploy", "db.internal"),
-				Path:     []string{"here", "jump.example (forwarded)", "db.internal"},
+				Path:     hopsPath("jump.example (forwarded)", "db.internal"),
 				Process:  "ssh (1234) ← git (1200) ← zsh (1000)",
 				Remember: 5 * time.Minute,
 				Reason:   "forwarded use of this key needs confirmation",
@@ -40,7 +42,7 @@ A yes is remembered for 5m for this key, path and program.`,
 			p: Prompt{
 				KeyComment: "laptop", KeyFingerprint: testFP,
 				Purpose: PurposeSSHSIG("git"),
-				Path:    []string{"here"},
+				Path:    hopsPath(),
 				Process: "ssh-keygen (77) ← git (76)",
 			},
 			want: `Allow use of key "laptop" (` + testFP + `)?
@@ -90,7 +92,7 @@ func TestPromptTextEscapesHostileFields(t *testing.T) {
 		KeyComment:     "work\" (SHA256:fake)",
 		KeyFingerprint: testFP,
 		Purpose:        PurposeLogin("root\nPath: here", "db.internal"),
-		Path:           []string{"here", "evil\u202etxt.exe", "a\x00b"},
+		Path:           hopsPath("evil\u202etxt.exe", "a\x00b"),
 		Process:        "ssh\n\nTo: sign a git commit or tag",
 		Reason:         "x\u2028y",
 	}
@@ -112,11 +114,11 @@ func TestPromptTextEscapesHostileFields(t *testing.T) {
 
 func TestPromptPathTooLong(t *testing.T) {
 	var hops []string
-	for i := range 20 {
-		hops = append(hops, "h"+string(rune('a'+i)))
+	for i := range 19 {
+		hops = append(hops, "h"+string(rune('b'+i)))
 	}
-	got := Prompt{Path: hops}.path()
-	want := "ha → hb → hc → hd → he → hf → (9 more) → hp → hq → hr → hs → ht"
+	got := Prompt{Path: hopsPath(hops...)}.path()
+	want := "here → hb → hc → hd → he → hf → (9 more) → hp → hq → hr → hs → ht"
 	if got != want {
 		t.Errorf("path() = %q, want %q", got, want)
 	}
@@ -168,7 +170,7 @@ func TestFormatDuration(t *testing.T) {
 
 func TestNotice(t *testing.T) {
 	p := Prompt{KeyComment: "work", KeyFingerprint: testFP, Purpose: PurposeLogin("deploy", "db.internal"),
-		Path: []string{"here", "jump.example (forwarded)", "db.internal"}, Process: "ssh (1234)"}
+		Path: hopsPath("jump.example (forwarded)", "db.internal"), Process: "ssh (1234)"}
 	title, body := Notice(p, false, "the prompt went unanswered")
 	if want := `safe-agent refused key "work"`; title != want {
 		t.Errorf("title = %q, want %q", title, want)
@@ -198,7 +200,14 @@ func FuzzPromptText(f *testing.F) {
 		p := Prompt{KeyComment: comment, KeyFingerprint: fp, Purpose: purpose, Process: process,
 			Reason: reason, Remember: time.Duration(remember)}
 		if path != "" {
-			p.Path = strings.Split(path, "\x00")
+			// The last part, when there are several, is the host a
+			// login's bind claims: it is shown as a name too.
+			hops := strings.Split(path, "\x00")
+			p.Path = hopsPath(hops...)
+			if n := len(hops); n > 1 {
+				p.Path = hopsPath(hops[:n-1]...)
+				p.Path.Tail, p.Path.BoundTo = policy.TailNotHostbound, hops[n-1]
+			}
 		}
 		got := p.Text()
 		if !utf8.ValidString(got) {
@@ -234,7 +243,7 @@ func FuzzPromptText(f *testing.F) {
 func TestNoticeEscapesHostileFields(t *testing.T) {
 	p := Prompt{KeyComment: "work\nKey: other", KeyFingerprint: testFP,
 		Purpose: PurposeLogin("x\n\nAllowed path: here → github.com", "db"),
-		Path:    []string{"here", "jump\r\nPath: here"}, Process: "ssh\x1b[2K (1)"}
+		Path:    hopsPath("jump\r\nPath: here"), Process: "ssh\x1b[2K (1)"}
 	_, body := Notice(p, false, "refused\nWhy: allowed")
 	want := `Key: "work\nKey: other" (` + testFP + `)
 To: log in as "x\n\nAllowed path: here → github.com" on db
@@ -244,4 +253,15 @@ Why: refused\nWhy: allowed`
 	if body != want {
 		t.Errorf("body:\n%s\n--- want:\n%s", body, want)
 	}
+}
+
+// hopsPath is the path here → hops…, each hop written as prompts show it:
+// "jump (forwarded)" is a forwarding hop named jump.
+func hopsPath(hops ...string) policy.Path {
+	var p policy.Path
+	for _, h := range hops {
+		name, fwd := strings.CutSuffix(h, " (forwarded)")
+		p.Hops = append(p.Hops, policy.PathHop{Name: name, Forwarded: fwd})
+	}
+	return p
 }

@@ -6,43 +6,40 @@ package policy
 // only asks whether the finding refuses. There is no second copy of the
 // rules.
 
-// findingKind names what a check found.
-type findingKind int
-
-const (
-	findNotClient        findingKind = iota + 1 // the key is limited by clients, and no process of the chain is listed
-	findClientUnknown                           // the chain cannot be read, and a [[client]] section covers the key
-	findNoBindRestricted                        // no session-bind at all, and an allow list
-	findNoBindLocal                             // no session-bind, no allow list: a local login
-	findBindFailed                              // a session-bind failed, and an allow list
-	findBindOrder                               // a login bind followed by more binds
-	findRevoked                                 // a hop's key is @revoked in known_hosts
-	findDenied                                  // a hop matches a deny entry
-	findTooDeep                                 // more forwarding hops than max_forward_depth
-	findNotAllowed                              // a hop matches no entry of an allow list
-	findNoNextHop                               // (lists) no allow entry continues from the last forwarding hop
-	findUnbound                                 // an allow list, and the destination is not bound
-	findUnknownDest                             // no allow list, and the destination cannot be named
-	findAllowed                                 // allowed, by an allow entry or for want of an allow list
-)
-
 // finding is the outcome of one check: a refusal, or an outcome that ends
 // the evaluation (an allow, or unknown_destination's verdict).
 type finding struct {
-	kind    findingKind
+	kind    FindingKind
 	verdict Verdict
 	rule    string // what Decision.Rule will say
 	list    *list  // the allow or deny list involved, if any
 	entry   int    // index into list.entries; -1 if none
 	hop     int    // index into the hops; -1 if none
-	limit   int    // findTooDeep: the max_forward_depth in force
-	src     string // findTooDeep: where that limit is set
-	why     string // findUnknownDest: why the destination has no name
+	limit   int    // FindTooDeep: the max_forward_depth in force
+	src     string // the section, when no list says it (FindTooDeep: where that limit is set)
+	why     string // FindUnknownDest: why the destination has no name
 }
 
 func (f *finding) refuses() bool { return f.verdict == Deny }
 
-func refusal(kind findingKind, rule string) *finding {
+// public is the finding as Decision.Finding carries it.
+func (f *finding) public() Finding {
+	p := Finding{Kind: f.kind, Source: f.src, Entry: f.entry, Hop: f.hop}
+	switch {
+	case f.list != nil:
+		p.Source, p.List = f.list.src, f.list.field
+	case f.kind == FindNotClient:
+		p.List = "clients"
+	}
+	return p
+}
+
+// refuse is the Decision for a refusing finding, with its sentence.
+func refuse(f *finding, text string) Decision {
+	return Decision{Verdict: Deny, Finding: f.public(), Rule: f.rule, Reason: text}
+}
+
+func refusal(kind FindingKind, rule string) *finding {
 	return &finding{kind: kind, verdict: Deny, rule: rule, entry: -1, hop: -1}
 }
 
@@ -98,18 +95,18 @@ func (d *decider) checkNoBind() *finding {
 		return nil
 	}
 	if len(d.allows) > 0 {
-		f := refusal(findNoBindRestricted, d.allows[0].src+" allow")
+		f := refusal(FindNoBindRestricted, d.allows[0].src+" allow")
 		f.list = &d.allows[0]
 		return f
 	}
-	return &finding{kind: findNoBindLocal, verdict: Allow, rule: d.ru.section, entry: -1, hop: -1}
+	return &finding{kind: FindNoBindLocal, verdict: Allow, rule: d.ru.section, src: d.ru.allowSrc, entry: -1, hop: -1}
 }
 
 func (d *decider) checkBindFailed() *finding {
 	if !d.r.BindFailed || len(d.allows) == 0 {
 		return nil
 	}
-	f := refusal(findBindFailed, d.allows[0].src+" allow")
+	f := refusal(FindBindFailed, d.allows[0].src+" allow")
 	f.list = &d.allows[0]
 	return f
 }
@@ -117,7 +114,7 @@ func (d *decider) checkBindFailed() *finding {
 func (d *decider) checkBindOrder() *finding {
 	for i := 0; i < len(d.hops)-1; i++ {
 		if !d.hops[i].fwd {
-			f := refusal(findBindOrder, "session-bind")
+			f := refusal(FindBindOrder, "session-bind")
 			f.hop = i
 			return f
 		}
@@ -128,7 +125,7 @@ func (d *decider) checkBindOrder() *finding {
 func (d *decider) checkRevoked() *finding {
 	for i, h := range d.hops {
 		if h.revoked != "" {
-			f := refusal(findRevoked, "known_hosts @revoked")
+			f := refusal(FindRevoked, "known_hosts @revoked")
 			f.hop = i
 			return f
 		}
@@ -142,7 +139,7 @@ func (d *decider) checkDeny() *finding {
 		for i := range d.hops {
 			for j, pat := range l.entries {
 				if matchAt(d.hops, i, pat, true) {
-					f := refusal(findDenied, l.rule(j))
+					f := refusal(FindDenied, l.rule(j))
 					f.list, f.entry, f.hop = l, j, i
 					return f
 				}
@@ -157,7 +154,7 @@ func (d *decider) checkDepth() *finding {
 	if d.depth() <= limit {
 		return nil
 	}
-	f := refusal(findTooDeep, src+" max_forward_depth")
+	f := refusal(FindTooDeep, src+" max_forward_depth")
 	f.limit, f.src = limit, src
 	return f
 }
@@ -173,24 +170,24 @@ func (d *decider) checkAllow() *finding {
 		for i := range d.hops {
 			j := firstMatch(d.hops, i, l.entries)
 			if j < 0 {
-				f := refusal(findNotAllowed, l.src+" allow")
+				f := refusal(FindNotAllowed, l.src+" allow")
 				f.list, f.hop = l, i
 				return f
 			}
 			if i == last && d.destRule == "" {
-				d.destRule = l.rule(j)
+				d.destRule, d.destList, d.destEntry = l.rule(j), l, j
 			}
 		}
 		if d.openEnded() {
 			if !d.canContinue(l) {
-				f := refusal(findNoNextHop, l.src+" allow")
+				f := refusal(FindNoNextHop, l.src+" allow")
 				f.list, f.hop = l, last
 				return f
 			}
 			continue
 		}
 		if !d.bound() {
-			f := refusal(findUnbound, l.src+" allow")
+			f := refusal(FindUnbound, l.src+" allow")
 			f.list, f.hop = l, last
 			return f
 		}
@@ -245,13 +242,12 @@ func (d *decider) checkUnknownDest() *finding {
 	if note := d.destNote(bound); note != "" {
 		why += " (" + note + ")"
 	}
-	return &finding{kind: findUnknownDest, verdict: d.p.unknownDest, rule: "unknown_destination", entry: -1, hop: -1, why: why}
+	return &finding{kind: FindUnknownDest, verdict: d.p.unknownDest, rule: "unknown_destination", entry: -1, hop: -1, why: why}
 }
 
 func (d *decider) allowed() *finding {
-	rule := d.destRule
-	if rule == "" {
-		rule = d.ru.section
+	if d.destRule != "" {
+		return &finding{kind: FindAllowed, verdict: Allow, rule: d.destRule, list: d.destList, entry: d.destEntry, hop: len(d.hops) - 1}
 	}
-	return &finding{kind: findAllowed, verdict: Allow, rule: rule, entry: -1, hop: -1}
+	return &finding{kind: FindAllowed, verdict: Allow, rule: d.ru.section, src: d.ru.section, entry: -1, hop: -1}
 }

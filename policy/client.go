@@ -290,13 +290,15 @@ func (p *Policy) clientRulesFor(r *Request) []appliedClient {
 func (d *decider) checkClients() *finding {
 	if d.ru.clients != nil {
 		if why, _ := matchClients(d.ru.clients, d.r.Client); why == "" {
-			return refusal(findNotClient, d.ru.clientsSrc+" clients")
+			f := refusal(FindNotClient, d.ru.clientsSrc+" clients")
+			f.src = d.ru.clientsSrc
+			return f
 		}
 	}
 	if c := d.r.Client; c != nil && c.Unreadable != "" {
 		for _, cr := range d.p.clientRules {
 			if cr.coversKey(d.r.Key) {
-				f := refusal(findClientUnknown, cr.section+" match")
+				f := refusal(FindClientUnknown, cr.section+" match")
 				f.src = cr.section
 				return f
 			}
@@ -305,13 +307,13 @@ func (d *decider) checkClients() *finding {
 	return nil
 }
 
-// clientUnknown explains a findClientUnknown refusal.
+// clientUnknown explains a FindClientUnknown refusal.
 func (d *decider) clientUnknown(act, src string) string {
 	return fmt.Sprintf("Refused: key %s may not %s: the requesting program cannot be identified (%s), and %s adds restrictions for some programs that may use this key; a program that cannot be identified gets no fewer.",
 		d.key, act, d.r.Client.Unreadable, sectionText(src))
 }
 
-// clientsMiss explains a findNotClient refusal.
+// clientsMiss explains a FindNotClient refusal.
 func (d *decider) clientsMiss(act string) string {
 	c := d.r.Client
 	src := d.ru.clientsSrc
@@ -357,7 +359,7 @@ func (d *decider) clientNamespaces(act string) *Decision {
 		if ns == nil || slices.Contains(ns, d.r.Namespace) {
 			continue
 		}
-		dec := deny(ac.cr.section+" namespaces", fmt.Sprintf(
+		dec := deny(found(FindNamespace, ac.cr.section, "namespaces"), ac.cr.section+" namespaces", fmt.Sprintf(
 			"Refused: key %s may not %s: namespaces in %s are %s. Add %q to namespaces there in %s to allow it.",
 			d.key, act, d.srcText(ac.cr.section), nsList(ns), d.r.Namespace, d.fileText()))
 		return &dec
@@ -376,9 +378,9 @@ func (d *decider) clientAsks(depth int) []reason {
 		src := ac.cr.section
 		switch {
 		case ac.cr.confirm == confirmAlways:
-			out = append(out, reason{src + " confirm", fmt.Sprintf("confirm = \"always\" in %s", d.srcText(src))})
+			out = append(out, reason{found(FindConfirmAlways, src, ""), src + " confirm", fmt.Sprintf("confirm = \"always\" in %s", d.srcText(src))})
 		case ac.cr.confirm == confirmForwarded && depth >= 1:
-			out = append(out, reason{src + " confirm", fmt.Sprintf("confirm = \"forwarded\" in %s asks for every use through a forwarded agent", d.srcText(src))})
+			out = append(out, reason{found(FindConfirmForwarded, src, ""), src + " confirm", fmt.Sprintf("confirm = \"forwarded\" in %s asks for every use through a forwarded agent", d.srcText(src))})
 		}
 	}
 	return out
@@ -397,7 +399,11 @@ func (d *decider) clientsOK() string {
 // HasClientRules reports whether any rule looks at the requesting
 // process (clients in [defaults] or a [[key]], or a [[client]] section):
 // only then is the process re-checked when a request is decided.
-func (p *Policy) HasClientRules() bool {
+func (p *Policy) HasClientRules() bool { return p.hasClients }
+
+// anyClientRules is HasClientRules, worked out once per policy: it looks
+// at every rule, and the agent asks twice per signature.
+func (p *Policy) anyClientRules() bool {
 	if len(p.clientRules) > 0 || p.defaults.clients != nil {
 		return true
 	}

@@ -62,7 +62,10 @@ type decider struct {
 
 	listing  bool   // Visible: a list request, not a signature
 	destRule string // the allow entry that admits the destination, once found
-	buf      [4]hop
+	// destList and destEntry are that entry as data.
+	destList  *list
+	destEntry int
+	buf       [4]hop
 }
 
 // Decide decides one sign request. It is pure: no I/O, no clock (host
@@ -84,7 +87,7 @@ func (p *Policy) newDecider(r *Request) (*decider, *Decision) {
 	d := &decider{p: p, r: r, ru: p.ruleFor(r.Key), key: keyLabel(r.Key)}
 	st, err := compileSettings(r.Settings)
 	if err != nil {
-		bad := deny(storedSrc, fmt.Sprintf("Refused: the settings stored with key %s are not valid (%v). Remove the key and add it again with valid --allow/--deny values.", d.key, err))
+		bad := deny(found(FindBadSettings, storedSrc, ""), storedSrc, fmt.Sprintf("Refused: the settings stored with key %s are not valid (%v). Remove the key and add it again with valid --allow/--deny values.", d.key, err))
 		return nil, &bad
 	}
 	d.st = st
@@ -98,8 +101,8 @@ func (p *Policy) newDecider(r *Request) (*decider, *Decision) {
 	return d, nil
 }
 
-func deny(rule, reason string) Decision {
-	return Decision{Verdict: Deny, Rule: rule, Reason: reason}
+func deny(f Finding, rule, reason string) Decision {
+	return Decision{Verdict: Deny, Finding: f, Rule: rule, Reason: reason}
 }
 
 func keyLabel(k Key) string {
@@ -206,26 +209,19 @@ func (d *decider) depth() int {
 // pathText is "here → jump.example (forwarded) → db.internal"; a trailing
 // "?" stands for a destination the client did not bind.
 func (d *decider) pathText(unbound bool) string {
-	var b strings.Builder
-	b.WriteString("here")
+	var p Path
 	hops := d.hops
-	if unbound && d.claimOnly() {
+	switch {
+	case unbound && d.claimOnly():
 		hops = hops[:len(hops)-1]
+		p.Tail, p.BoundTo = TailNotHostbound, d.hops[len(d.hops)-1].label()
+	case unbound:
+		p.Tail = TailUnknown
 	}
 	for _, h := range hops {
-		b.WriteString(" → ")
-		b.WriteString(h.label())
-		if h.fwd {
-			b.WriteString(" (forwarded)")
-		}
+		p.Hops = append(p.Hops, PathHop{Name: h.label(), Forwarded: h.fwd})
 	}
-	if unbound {
-		b.WriteString(" → ?")
-		if d.claimOnly() {
-			fmt.Fprintf(&b, " (not host-bound; bound to %s)", d.hops[len(d.hops)-1].label())
-		}
-	}
-	return b.String()
+	return p.Long()
 }
 
 func (d *decider) action(dest string) string {
@@ -262,77 +258,77 @@ func (d *decider) explain(f *finding) Decision {
 	act := d.action(destLabel)
 
 	switch f.kind {
-	case findNotClient:
-		return deny(f.rule, d.clientsMiss(act))
-	case findClientUnknown:
-		return deny(f.rule, d.clientUnknown(act, f.src))
-	case findNoBindRestricted:
-		return deny(f.rule, fmt.Sprintf(
+	case FindNotClient:
+		return refuse(f, d.clientsMiss(act))
+	case FindClientUnknown:
+		return refuse(f, d.clientUnknown(act, f.src))
+	case FindNoBindRestricted:
+		return refuse(f, fmt.Sprintf(
 			"Refused: key %s may not %s: the client did not say which host this login is for (no session-bind), and %s limits the key to allow = %s. OpenSSH 8.9+ is needed for destination rules: use a newer ssh client, or remove allow from %s in %s.",
 			d.key, act, d.srcText(f.list.src), patternList(f.list.entries), sectionText(f.list.src), d.fileText()))
-	case findNoBindLocal:
-		return d.finish(0, f.rule, fmt.Sprintf("key %s may %s: a local connection (no session-bind), and %s has no allow list", d.key, act, sectionText(d.ru.allowSrc)), nil)
-	case findBindFailed:
-		return deny(f.rule, fmt.Sprintf(
+	case FindNoBindLocal:
+		return d.finish(0, f.public(), f.rule, fmt.Sprintf("key %s may %s: a local connection (no session-bind), and %s has no allow list", d.key, act, sectionText(d.ru.allowSrc)), nil)
+	case FindBindFailed:
+		return refuse(f, fmt.Sprintf(
 			"Refused: key %s may not %s: a session-bind on this connection failed verification, so nothing says where this signature would be used, and %s restricts the key with allow. Check the hosts on this path (%s) for tampering.",
 			d.key, act, d.srcText(f.list.src), path))
-	case findBindOrder:
-		return deny(f.rule, fmt.Sprintf(
+	case FindBindOrder:
+		return refuse(f, fmt.Sprintf(
 			"Refused: key %s may not %s: the connection's session-binds are inconsistent (%s was bound for a login, yet more hosts follow it: %s). This is not something ssh does; the host that sent them may be tampering.",
 			d.key, act, hops[f.hop].label(), path))
-	case findRevoked:
-		return deny(f.rule, fmt.Sprintf(
+	case FindRevoked:
+		return refuse(f, fmt.Sprintf(
 			"Refused: key %s may not %s (%s): %s. If the host has a new key, replace its line in known_hosts.",
 			d.key, act, path, hops[f.hop].revoked))
-	case findDenied:
-		return deny(f.rule, fmt.Sprintf(
+	case FindDenied:
+		return refuse(f, fmt.Sprintf(
 			"Refused: key %s may not %s (%s): %s matches deny entry %q in %s. To reach this host, remove that entry%s.",
 			d.key, act, path, hops[f.hop].label(), f.list.entries[f.entry].raw, d.srcText(f.list.src), d.inFile(f.list.src)))
-	case findTooDeep:
+	case FindTooDeep:
 		what := fmt.Sprintf("through %d forwarded agents (at most %d allowed)", depth, f.limit)
 		if f.limit == 0 {
 			what = "through a forwarded agent at all"
 		}
-		return deny(f.rule, fmt.Sprintf(
+		return refuse(f, fmt.Sprintf(
 			"Refused: key %s may not %s (%s) %s: max_forward_depth = %d in %s. If you trust every host on this path, raise max_forward_depth there%s.",
 			d.key, act, path, what, f.limit, d.srcText(f.src), d.inFile(f.src)))
-	case findNotAllowed:
-		return deny(f.rule, d.allowMiss(*f.list, f.hop, act, path))
-	case findNoNextHop:
-		return deny(f.rule, fmt.Sprintf(
+	case FindNotAllowed:
+		return refuse(f, d.allowMiss(*f.list, f.hop, act, path))
+	case FindNoNextHop:
+		return refuse(f, fmt.Sprintf(
 			"Refused: key %s may not be used from %s (%s): no entry of allow = %s in %s continues from there.",
 			d.key, hops[f.hop].label(), path, patternList(f.list.entries), d.srcText(f.list.src)))
-	case findUnbound:
+	case FindUnbound:
 		if d.claimOnly() {
-			return deny(f.rule, fmt.Sprintf(
+			return refuse(f, fmt.Sprintf(
 				"Refused: key %s may not %s (%s): the login is a plain \"publickey\" signature, which does not name the server it is for, so whoever holds the forwarded agent on %s could use it to log in to any server that accepts the key; %s restricts the key with allow, so through a forwarded agent only host-bound logins (OpenSSH 8.9+ on both ends) are accepted. Log in to an older server directly, not through a forwarded agent.",
 				d.key, act, path, hops[d.lastForwarding()].label(), d.srcText(f.list.src)))
 		}
-		return deny(f.rule, fmt.Sprintf(
+		return refuse(f, fmt.Sprintf(
 			"Refused: key %s may not %s (%s): the client on %s did not say which host it logs in to (no session-bind for the destination), and %s restricts the key with allow. The client there needs OpenSSH 8.9+.",
 			d.key, act, path, hops[f.hop].label(), d.srcText(f.list.src)))
-	case findUnknownDest:
+	case FindUnknownDest:
 		switch f.verdict {
 		case Deny:
-			return deny(f.rule, fmt.Sprintf(
+			return refuse(f, fmt.Sprintf(
 				"Refused: key %s may not %s through a forwarded agent (%s): %s, and unknown_destination = \"deny\". Add the host to known_hosts, add its fingerprint to allow, or set unknown_destination = \"confirm\" in %s.",
 				d.key, act, path, f.why, d.fileText()))
 		case Confirm:
-			return d.finish(depth, "", "", &reason{f.rule, f.why + ", and unknown_destination = \"confirm\""})
+			return d.finish(depth, Finding{}, "", "", &reason{f.public(), f.rule, f.why + ", and unknown_destination = \"confirm\""})
 		default:
-			return d.finish(depth, f.rule, fmt.Sprintf("key %s may %s (%s): %s, and unknown_destination = \"allow\"", d.key, act, path, f.why), nil)
+			return d.finish(depth, f.public(), f.rule, fmt.Sprintf("key %s may %s (%s): %s, and unknown_destination = \"allow\"", d.key, act, path, f.why), nil)
 		}
 	}
-	// findAllowed.
+	// FindAllowed.
 	if d.destRule != "" {
-		return d.finish(depth, f.rule, fmt.Sprintf("key %s may %s (%s): %s", d.key, act, path, d.allowedBy(f.rule, d.allowEntry(f.rule))), nil)
+		return d.finish(depth, f.public(), f.rule, fmt.Sprintf("key %s may %s (%s): %s", d.key, act, path, d.allowedBy(f.rule, d.allowEntry(f.rule))), nil)
 	}
 	limit, _ := d.depthLimit()
 	how := fmt.Sprintf("%s has no allow list", sectionText(d.ru.allowSrc))
 	if depth > 0 {
 		how += fmt.Sprintf(" and the path is within max_forward_depth = %d", limit)
 	}
-	return d.finish(depth, f.rule, fmt.Sprintf("key %s may %s (%s): %s", d.key, act, path, how), nil)
+	return d.finish(depth, f.public(), f.rule, fmt.Sprintf("key %s may %s (%s): %s", d.key, act, path, how), nil)
 }
 
 // lastForwarding is the index of the last forwarding hop (-1: none).
@@ -432,28 +428,31 @@ func patternList(ps []destPattern) string {
 }
 
 // reason is one cause for asking.
-type reason struct{ rule, text string }
+type reason struct {
+	f          Finding
+	rule, text string
+}
 
 // finish applies the confirm settings to a request that is otherwise
-// allowed by rule; why completes "Allowed: …". first, if set, is a cause to
-// ask that comes before the confirm settings.
-func (d *decider) finish(depth int, rule, why string, first *reason) Decision {
+// allowed by rule (found: done); why completes "Allowed: …". first, if
+// set, is a cause to ask that comes before the confirm settings.
+func (d *decider) finish(depth int, done Finding, rule, why string, first *reason) Decision {
 	var asks []reason
 	if first != nil {
 		asks = append(asks, *first)
 	}
 	switch {
 	case d.ru.confirm == confirmAlways:
-		asks = append(asks, reason{d.ru.confirmSrc + " confirm", fmt.Sprintf("confirm = \"always\" in %s", sectionText(d.ru.confirmSrc))})
+		asks = append(asks, reason{found(FindConfirmAlways, d.ru.confirmSrc, ""), d.ru.confirmSrc + " confirm", fmt.Sprintf("confirm = \"always\" in %s", sectionText(d.ru.confirmSrc))})
 	case d.ru.confirm == confirmForwarded && depth >= 1:
-		asks = append(asks, reason{d.ru.confirmSrc + " confirm", fmt.Sprintf("confirm = \"forwarded\" in %s asks for every use through a forwarded agent", sectionText(d.ru.confirmSrc))})
+		asks = append(asks, reason{found(FindConfirmForwarded, d.ru.confirmSrc, ""), d.ru.confirmSrc + " confirm", fmt.Sprintf("confirm = \"forwarded\" in %s asks for every use through a forwarded agent", sectionText(d.ru.confirmSrc))})
 	}
 	if d.st.confirm {
-		asks = append(asks, reason{storedSrc + " confirm", "the key was added with ssh-add -c or safe-agent add --confirm"})
+		asks = append(asks, reason{found(FindConfirmKey, storedSrc, ""), storedSrc + " confirm", "the key was added with ssh-add -c or safe-agent add --confirm"})
 	}
 	asks = append(asks, d.clientAsks(depth)...)
 	if len(asks) == 0 {
-		return Decision{Verdict: Allow, Rule: rule, Reason: "Allowed: " + why + d.clientsOK() + "."}
+		return Decision{Verdict: Allow, Finding: done, Rule: rule, Reason: "Allowed: " + why + d.clientsOK() + "."}
 	}
 	remember := d.ru.remember
 	for _, ac := range d.clients {
@@ -478,8 +477,8 @@ func (d *decider) finish(depth int, rule, why string, first *reason) Decision {
 	for i, a := range asks {
 		texts[i] = a.text
 	}
-	return Decision{Verdict: Confirm, Rule: asks[0].rule, Remember: remember, Reason: fmt.Sprintf(
-		"Ask first: key %s would %s%s: %s.", d.key, d.action(dest), pathPart, strings.Join(texts, "; also "))}
+	ask := fmt.Sprintf("Ask first: key %s would %s%s: %s", d.key, d.action(dest), pathPart, strings.Join(texts, "; also "))
+	return Decision{Verdict: Confirm, Finding: asks[0].f, Rule: asks[0].rule, Remember: remember, Reason: ask + ".", ask: ask}
 }
 
 // localOnly decides SSHSIG and opaque signatures: only on the user's own
@@ -496,7 +495,7 @@ func (d *decider) localOnly() Decision {
 		} else {
 			why = "this request came through an ssh connection (" + d.pathText(false) + ")"
 		}
-		return deny("local only (built-in)", fmt.Sprintf(
+		return deny(found(FindNotLocal, "", ""), "local only (built-in)", fmt.Sprintf(
 			"Refused: key %s may %s only on your own machine: %s. Run the signing command on your own machine instead.",
 			d.key, act, why))
 	}
@@ -508,17 +507,19 @@ func (d *decider) localOnly() Decision {
 	if d.r.Purpose == PurposeSSHSIG && d.ru.namespaces != nil {
 		i := slices.Index(d.ru.namespaces, d.r.Namespace)
 		if i < 0 {
-			return deny(d.ru.nsSrc+" namespaces", fmt.Sprintf(
+			return deny(found(FindNamespace, d.ru.nsSrc, "namespaces"), d.ru.nsSrc+" namespaces", fmt.Sprintf(
 				"Refused: key %s may not %s: namespaces in %s are %s. Add %q to namespaces in %s to allow it.",
 				d.key, act, sectionText(d.ru.nsSrc), nsList(d.ru.namespaces), d.r.Namespace, d.fileText()))
 		}
-		return d.finish(0, fmt.Sprintf("%s namespaces[%d]", d.ru.nsSrc, i), fmt.Sprintf("key %s may %s on your own machine: namespace %q is listed in %s", d.key, act, d.r.Namespace, sectionText(d.ru.nsSrc)), nil)
+		listed := found(FindAllowed, d.ru.nsSrc, "namespaces")
+		listed.Entry = i
+		return d.finish(0, listed, fmt.Sprintf("%s namespaces[%d]", d.ru.nsSrc, i), fmt.Sprintf("key %s may %s on your own machine: namespace %q is listed in %s", d.key, act, d.r.Namespace, sectionText(d.ru.nsSrc)), nil)
 	}
 	what := "any namespace"
 	if d.r.Purpose == PurposeOpaque {
 		what = "other signatures"
 	}
-	return d.finish(0, d.ru.section, fmt.Sprintf("key %s may %s on your own machine (%s allows %s)", d.key, act, sectionText(d.ru.section), what), nil)
+	return d.finish(0, found(FindAllowed, d.ru.section, ""), d.ru.section, fmt.Sprintf("key %s may %s on your own machine (%s allows %s)", d.key, act, sectionText(d.ru.section), what), nil)
 }
 
 func nsList(ns []string) string {

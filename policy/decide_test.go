@@ -118,6 +118,7 @@ type decideRow struct {
 	name     string
 	ud       string // unknown_destination; "" = confirm
 	req      Request
+	kind     FindingKind
 	verdict  Verdict
 	rule     string
 	reason   string // exact, "" = not checked
@@ -145,200 +146,200 @@ func decideRows(w *world) []decideRow {
 	rows := []row{
 		// Depth limits.
 		{name: "depth 0: direct login allowed", req: Request{Key: key("jumponly"), Hops: []Hop{dst(w.jump.pub)}, User: "me"},
-			verdict: Allow, rule: `key "jumponly" allow[0]`,
+			kind: FindAllowed, verdict: Allow, rule: `key "jumponly" allow[0]`,
 			reason: `Allowed: key "jumponly" (SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA) may log in as me to jump.example (here → jump.example): allow entry "jump.example" in [[key]] match "jumponly".`},
 		{name: "depth 0: through a forwarded agent refused", req: Request{Key: key("jumponly"), Hops: []Hop{fwd(w.jump.pub), dst(w.jump.pub)}, User: "me"},
-			verdict: Deny, rule: `key "jumponly" max_forward_depth`,
+			kind: FindTooDeep, verdict: Deny, rule: `key "jumponly" max_forward_depth`,
 			reason: `Refused: key "jumponly" (SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA) may not log in as me to jump.example (here → jump.example (forwarded) → jump.example) through a forwarded agent at all: max_forward_depth = 0 in [[key]] match "jumponly". If you trust every host on this path, raise max_forward_depth there in /etc/policy.toml.`},
 		{name: "depth 1 default: one forwarded hop allowed", req: Request{Key: key("nobody"), Hops: []Hop{fwd(w.jump.pub), dst(w.db.pub)}},
-			verdict: Allow, rule: `defaults`,
+			kind: FindAllowed, verdict: Allow, rule: `defaults`,
 			reason: `Allowed: key "nobody" (SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA) may log in to db.internal (here → jump.example (forwarded) → db.internal): [defaults] has no allow list and the path is within max_forward_depth = 1.`},
 		{name: "depth 1 default: two forwarded hops refused", req: Request{Key: key("nobody"), Hops: []Hop{fwd(w.jump.pub), fwd(w.db.pub), dst(w.other.pub)}},
-			verdict: Deny, rule: `defaults max_forward_depth`,
+			kind: FindTooDeep, verdict: Deny, rule: `defaults max_forward_depth`,
 			reason: `Refused: key "nobody" (SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA) may not log in to other.example (here → jump.example (forwarded) → db.internal (forwarded) → other.example) through 2 forwarded agents (at most 1 allowed): max_forward_depth = 1 in [defaults]. If you trust every host on this path, raise max_forward_depth there in /etc/policy.toml.`},
 		{name: "depth 2: two forwarded hops allowed", req: Request{Key: key("deep"), Hops: []Hop{fwd(w.jump.pub), fwd(w.db.pub), dst(w.other.pub)}},
-			verdict: Allow, rule: `key "deep"`},
+			kind: FindAllowed, verdict: Allow, rule: `key "deep"`},
 		{name: "depth 2: three forwarded hops refused", req: Request{Key: key("deep"), Hops: []Hop{fwd(w.jump.pub), fwd(w.db.pub), fwd(w.other.pub), dst(w.git.pub)}},
-			verdict: Deny, rule: `key "deep" max_forward_depth`},
+			kind: FindTooDeep, verdict: Deny, rule: `key "deep" max_forward_depth`},
 		{name: "stored max depth stricter than policy", req: Request{Key: key("deep"), Settings: Settings{MaxForwardDepth: &depth0}, Hops: []Hop{fwd(w.jump.pub), dst(w.db.pub)}},
-			verdict: Deny, rule: `stored settings max_forward_depth`,
+			kind: FindTooDeep, verdict: Deny, rule: `stored settings max_forward_depth`,
 			reason: `Refused: key "deep" (SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA) may not log in to db.internal (here → jump.example (forwarded) → db.internal) through a forwarded agent at all: max_forward_depth = 0 in the settings stored with the key (safe-agent add). If you trust every host on this path, raise max_forward_depth there (remove the key and add it again with new settings).`},
 		{name: "stored max depth looser than policy: policy wins", req: Request{Key: key("jumponly"), Settings: Settings{MaxForwardDepth: &depth2}, Hops: []Hop{fwd(w.jump.pub), dst(w.jump.pub)}},
-			verdict: Deny, rule: `key "jumponly" max_forward_depth`},
+			kind: FindTooDeep, verdict: Deny, rule: `key "jumponly" max_forward_depth`},
 
 		// a>b chains.
 		{name: "chain: jump then db allowed", req: Request{Key: key("chain"), Hops: []Hop{fwd(w.jump.pub), dst(w.db.pub)}, User: "deploy"},
-			verdict: Allow, rule: `key "chain" allow[1]`,
+			kind: FindAllowed, verdict: Allow, rule: `key "chain" allow[1]`,
 			reason: `Allowed: key "chain" (SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA) may log in as deploy to db.internal (here → jump.example (forwarded) → db.internal): allow entry "jump.example>db.internal" in [[key]] match "chain".`},
 		{name: "chain: db directly refused", req: Request{Key: key("chain"), Hops: []Hop{dst(w.db.pub)}, User: "deploy"},
-			verdict: Deny, rule: `key "chain" allow`,
+			kind: FindNotAllowed, verdict: Deny, rule: `key "chain" allow`,
 			reason: `Refused: key "chain" (SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA) may not log in as deploy to db.internal (here → db.internal): the destination, db.internal, is not allowed by [[key]] match "chain" (allow = ["jump.example", "jump.example>db.internal"]). To permit it, add "db.internal" to that allow list in /etc/policy.toml.`},
 		{name: "chain: jump then other refused", req: Request{Key: key("chain"), Hops: []Hop{fwd(w.jump.pub), dst(w.other.pub)}},
-			verdict: Deny, rule: `key "chain" allow`,
+			kind: FindNotAllowed, verdict: Deny, rule: `key "chain" allow`,
 			reason: `Refused: key "chain" (SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA) may not log in to other.example (here → jump.example (forwarded) → other.example): the destination, other.example, is not allowed by [[key]] match "chain" (allow = ["jump.example", "jump.example>db.internal"]). To permit it, add "jump.example>other.example" to that allow list in /etc/policy.toml.`},
 		{name: "chain: through db (not allowed as a hop on the way) refused", req: Request{Key: key("deep"), Settings: Settings{Allow: []string{"jump.example", "jump.example>db.internal"}}, Hops: []Hop{fwd(w.jump.pub), fwd(w.db.pub), dst(w.other.pub)}},
-			verdict: Deny, rule: `stored settings allow`,
+			kind: FindNotAllowed, verdict: Deny, rule: `stored settings allow`,
 			reason: `Refused: key "deep" (SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA) may not log in to other.example (here → jump.example (forwarded) → db.internal (forwarded) → other.example): the destination, other.example, is not allowed by the settings stored with the key (safe-agent add) (allow = ["jump.example", "jump.example>db.internal"]). To permit it, add "db.internal>other.example" to that allow list (remove the key and add it again with --allow).`},
 		{name: "chain: the first hop must be allowed too", req: Request{Key: key("chain"), Hops: []Hop{fwd(w.other.pub), dst(w.jump.pub)}},
-			verdict: Deny, rule: `key "chain" allow`,
+			kind: FindNotAllowed, verdict: Deny, rule: `key "chain" allow`,
 			reason: `Refused: key "chain" (SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA) may not log in to jump.example (here → other.example (forwarded) → jump.example): a host on the way, other.example, is not allowed by [[key]] match "chain" (allow = ["jump.example", "jump.example>db.internal"]). To permit it, add "other.example" to that allow list in /etc/policy.toml.`},
 
 		// Deny over allow, globs, wildcard names.
 		{name: "deny wins over allow", req: Request{Key: key("denywins"), Hops: []Hop{fwd(w.jump.pub), dst(w.db.pub)}},
-			verdict: Deny, rule: `key "denywins" deny[0]`,
+			kind: FindDenied, verdict: Deny, rule: `key "denywins" deny[0]`,
 			reason: `Refused: key "denywins" (SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA) may not log in to db.internal (here → jump.example (forwarded) → db.internal): db.internal matches deny entry "db.internal" in [[key]] match "denywins". To reach this host, remove that entry in /etc/policy.toml.`},
 		{name: "deny from defaults applies to keys without their own deny", req: Request{Key: key("nobody"), Hops: []Hop{dst(w.prod.pub)}},
-			verdict: Deny, rule: `defaults deny[0]`},
+			kind: FindDenied, verdict: Deny, rule: `defaults deny[0]`},
 		{name: "stored deny applies with policy allow", req: Request{Key: key("chain"), Settings: Settings{Deny: []string{"jump.example"}}, Hops: []Hop{fwd(w.jump.pub), dst(w.db.pub)}},
-			verdict: Deny, rule: `stored settings deny[0]`},
+			kind: FindDenied, verdict: Deny, rule: `stored settings deny[0]`},
 		{name: "stored allow must also allow", req: Request{Key: key("chain"), Settings: Settings{Allow: []string{"jump.example"}}, Hops: []Hop{fwd(w.jump.pub), dst(w.db.pub)}},
-			verdict: Deny, rule: `stored settings allow`},
+			kind: FindNotAllowed, verdict: Deny, rule: `stored settings allow`},
 		{name: "bad stored pattern refuses", req: Request{Key: key("nobody"), Settings: Settings{Allow: []string{"a>>b"}}, Hops: []Hop{dst(w.db.pub)}},
-			verdict: Deny, rule: `stored settings`},
+			kind: FindBadSettings, verdict: Deny, rule: `stored settings`},
 		{name: "wildcard known_hosts line: covering glob allows", req: Request{Key: key("lab"), Hops: []Hop{dst(w.lab.pub)}},
-			verdict: Allow, rule: `key "lab" allow[0]`},
+			kind: FindAllowed, verdict: Allow, rule: `key "lab" allow[0]`},
 		{name: "wildcard known_hosts line: narrower glob does not allow", req: Request{Key: key("nobody"), Settings: Settings{Allow: []string{"x*.lab"}}, Hops: []Hop{dst(w.lab.pub)}},
-			verdict: Deny, rule: `stored settings allow`},
+			kind: FindNotAllowed, verdict: Deny, rule: `stored settings allow`},
 		{name: "wildcard known_hosts line: a deny it could match refuses", req: Request{Key: key("labdeny"), Hops: []Hop{dst(w.lab.pub)}},
-			verdict: Deny, rule: `key "labdeny" deny[1]`},
+			kind: FindDenied, verdict: Deny, rule: `key "labdeny" deny[1]`},
 
 		// known_hosts forms.
 		{name: "hashed known_hosts entry matched by the policy's name", req: Request{Key: key("hashed"), Hops: []Hop{dst(w.hashed.pub)}},
-			verdict: Allow, rule: `key "hashed" allow[0]`},
+			kind: FindAllowed, verdict: Allow, rule: `key "hashed" allow[0]`},
 		{name: "[host]:port entry", req: Request{Key: key("port"), Hops: []Hop{dst(w.git.pub)}},
-			verdict: Allow, rule: `key "port" allow[0]`},
+			kind: FindAllowed, verdict: Allow, rule: `key "port" allow[0]`},
 		{name: "[host]:port entry: plain name refused", req: Request{Key: key("port"), Hops: []Hop{dst(w.jump.pub)}},
-			verdict: Deny, rule: `key "port" allow`},
+			kind: FindNotAllowed, verdict: Deny, rule: `key "port" allow`},
 		{name: "comma list: second name", req: Request{Key: key("nobody"), Settings: Settings{Allow: []string{"10.0.0.5"}}, Hops: []Hop{dst(w.db.pub)}},
-			verdict: Allow, rule: `stored settings allow[0]`},
+			kind: FindAllowed, verdict: Allow, rule: `stored settings allow[0]`},
 		{name: "fingerprint entry matches an unnamed host", req: Request{Key: key("fp"), Hops: []Hop{fwd(w.jump.pub), dst(w.stranger.pub)}, User: "u"},
-			verdict: Allow, rule: `key "fp" allow[1]`},
+			kind: FindAllowed, verdict: Allow, rule: `key "fp" allow[1]`},
 		{name: "revoked host refused", req: Request{Key: key("nobody"), Hops: []Hop{dst(w.revoked.pub)}},
-			verdict: Deny, rule: `known_hosts @revoked`,
+			kind: FindRevoked, verdict: Deny, rule: `known_hosts @revoked`,
 			reason: fmt.Sprintf(`Refused: key "nobody" (SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA) may not log in to an unnamed host (%s) (here → an unnamed host (%s)): the host key %s is marked @revoked in /kh:9. If the host has a new key, replace its line in known_hosts.`, w.revoked.fp(), w.revoked.fp(), w.revoked.fp())},
 
 		// Host certificates.
 		{name: "CA-certified host: principal named by the CA line", req: Request{Key: key("cert"), Hops: []Hop{dst(w.dbCert)}, Now: now},
-			verdict: Allow, rule: `key "cert" allow[0]`},
+			kind: FindAllowed, verdict: Allow, rule: `key "cert" allow[0]`},
 		{name: "CA-certified host through jump", req: Request{Key: key("cert"), Hops: []Hop{fwd(w.jump.pub), dst(w.dbCert)}, Now: now},
-			verdict: Allow, rule: `key "cert" allow[0]`},
+			kind: FindAllowed, verdict: Allow, rule: `key "cert" allow[0]`},
 		{name: "CA line negation excludes a principal", req: Request{Key: key("cert"), Hops: []Hop{dst(w.evilCert)}, Now: now},
-			verdict: Deny, rule: `key "cert" allow`},
+			kind: FindNotAllowed, verdict: Deny, rule: `key "cert" allow`},
 		{name: "expired host certificate gets no names", req: Request{Key: key("cert"), Hops: []Hop{dst(w.expiredCert)}, Now: now},
-			verdict: Deny, rule: `key "cert" allow`},
+			kind: FindNotAllowed, verdict: Deny, rule: `key "cert" allow`},
 		{name: "user certificate is not a host certificate", req: Request{Key: key("cert"), Hops: []Hop{dst(w.userCert)}, Now: now},
-			verdict: Deny, rule: `key "cert" allow`},
+			kind: FindNotAllowed, verdict: Deny, rule: `key "cert" allow`},
 		{name: "forged CA signature gets no names", req: Request{Key: key("cert"), Hops: []Hop{dst(w.badCASig)}, Now: now},
-			verdict: Deny, rule: `key "cert" allow`},
+			kind: FindNotAllowed, verdict: Deny, rule: `key "cert" allow`},
 		{name: "certificate without a time is not trusted", req: Request{Key: key("cert"), Hops: []Hop{dst(w.dbCert)}},
-			verdict: Deny, rule: `key "cert" allow`},
+			kind: FindNotAllowed, verdict: Deny, rule: `key "cert" allow`},
 
 		// Unknown destinations.
 		{name: "unknown destination forwarded: confirm", req: Request{Key: key("nobody"), Hops: []Hop{fwd(w.jump.pub), dst(w.stranger.pub)}, User: "root"},
-			verdict: Confirm, rule: `unknown_destination`, remember: 5 * time.Minute,
+			kind: FindUnknownDest, verdict: Confirm, rule: `unknown_destination`, remember: 5 * time.Minute,
 			reason: fmt.Sprintf(`Ask first: key "nobody" (SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA) would log in as root to an unnamed host (%s) (here → jump.example (forwarded) → an unnamed host (%s)): known_hosts has no name for it, and unknown_destination = "confirm".`, w.stranger.fp(), w.stranger.fp())},
 		{name: "unknown destination forwarded: deny", ud: "deny", req: Request{Key: key("nobody"), Hops: []Hop{fwd(w.jump.pub), dst(w.stranger.pub)}},
-			verdict: Deny, rule: `unknown_destination`,
+			kind: FindUnknownDest, verdict: Deny, rule: `unknown_destination`,
 			reason: fmt.Sprintf(`Refused: key "nobody" (SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA) may not log in to an unnamed host (%s) through a forwarded agent (here → jump.example (forwarded) → an unnamed host (%s)): known_hosts has no name for it, and unknown_destination = "deny". Add the host to known_hosts, add its fingerprint to allow, or set unknown_destination = "confirm" in /etc/policy.toml.`, w.stranger.fp(), w.stranger.fp())},
 		{name: "unknown destination forwarded: allow", ud: "allow", req: Request{Key: key("nobody"), Hops: []Hop{fwd(w.jump.pub), dst(w.stranger.pub)}},
-			verdict: Allow, rule: `unknown_destination`},
+			kind: FindUnknownDest, verdict: Allow, rule: `unknown_destination`},
 		{name: "unknown destination not forwarded: not asked", ud: "deny", req: Request{Key: key("nobody"), Hops: []Hop{dst(w.stranger.pub)}},
-			verdict: Allow, rule: `defaults`},
+			kind: FindAllowed, verdict: Allow, rule: `defaults`},
 		{name: "unnamed destination with an allow list refused", req: Request{Key: key("chain"), Hops: []Hop{fwd(w.jump.pub), dst(w.stranger.pub)}},
-			verdict: Deny, rule: `key "chain" allow`,
+			kind: FindNotAllowed, verdict: Deny, rule: `key "chain" allow`,
 			reason: fmt.Sprintf(`Refused: key "chain" (SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA) may not log in to an unnamed host (%s) (here → jump.example (forwarded) → an unnamed host (%s)): the destination, an unnamed host (%s), is not allowed by [[key]] match "chain" (allow = ["jump.example", "jump.example>db.internal"]). known_hosts has no name for it, so only a fingerprint entry can match it. To permit it, add "jump.example>%s" to that allow list in /etc/policy.toml.`, w.stranger.fp(), w.stranger.fp(), w.stranger.fp(), w.stranger.fp())},
 		{name: "login from a forwarded hop without a bind for its destination", req: Request{Key: key("nobody"), Hops: []Hop{fwd(w.jump.pub)}},
-			verdict: Confirm, rule: `unknown_destination`, remember: 5 * time.Minute},
+			kind: FindUnknownDest, verdict: Confirm, rule: `unknown_destination`, remember: 5 * time.Minute},
 		{name: "restricted key, destination not bound on the far side", req: Request{Key: key("chain"), Hops: []Hop{fwd(w.jump.pub)}},
-			verdict: Deny, rule: `key "chain" allow`,
+			kind: FindUnbound, verdict: Deny, rule: `key "chain" allow`,
 			reason: `Refused: key "chain" (SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA) may not log in to an unknown host (here → jump.example (forwarded) → ?): the client on jump.example did not say which host it logs in to (no session-bind for the destination), and [[key]] match "chain" restricts the key with allow. The client there needs OpenSSH 8.9+.`},
 
 		// Plain "publickey" logins (not host-bound) through a forwarded agent:
 		// the last bind is only a claim, the destination is unknown.
 		{name: "not host-bound through jump, restricted key refused", req: Request{Key: key("chain"), Hops: []Hop{fwd(w.jump.pub), dst(w.jump.pub)}, NotHostbound: true, User: "root"},
-			verdict: Deny, rule: `key "chain" allow`,
+			kind: FindUnbound, verdict: Deny, rule: `key "chain" allow`,
 			reason: `Refused: key "chain" (SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA) may not log in as root to an unknown host (here → jump.example (forwarded) → ? (not host-bound; bound to jump.example)): the login is a plain "publickey" signature, which does not name the server it is for, so whoever holds the forwarded agent on jump.example could use it to log in to any server that accepts the key; [[key]] match "chain" restricts the key with allow, so through a forwarded agent only host-bound logins (OpenSSH 8.9+ on both ends) are accepted. Log in to an older server directly, not through a forwarded agent.`},
 		{name: "not host-bound through jump to an allowed destination still refused", req: Request{Key: key("chain"), Hops: []Hop{fwd(w.jump.pub), dst(w.db.pub)}, NotHostbound: true},
-			verdict: Deny, rule: `key "chain" allow`},
+			kind: FindUnbound, verdict: Deny, rule: `key "chain" allow`},
 		{name: "not host-bound through jump, unrestricted key: unknown destination asks", req: Request{Key: key("nobody"), Hops: []Hop{fwd(w.jump.pub), dst(w.jump.pub)}, NotHostbound: true, User: "root"},
-			verdict: Confirm, rule: `unknown_destination`, remember: 5 * time.Minute,
+			kind: FindUnknownDest, verdict: Confirm, rule: `unknown_destination`, remember: 5 * time.Minute,
 			reason: `Ask first: key "nobody" (SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA) would log in as root to an unknown host (here → jump.example (forwarded) → ? (not host-bound; bound to jump.example)): the login is not host-bound (a plain "publickey" signature does not name the server, so it would work on any server that accepts the key), and unknown_destination = "confirm".`},
 		{name: "not host-bound through jump, unknown_destination deny", ud: "deny", req: Request{Key: key("nobody"), Hops: []Hop{fwd(w.jump.pub), dst(w.db.pub)}, NotHostbound: true},
-			verdict: Deny, rule: `unknown_destination`},
+			kind: FindUnknownDest, verdict: Deny, rule: `unknown_destination`},
 		{name: "not host-bound through jump, denied claim still refused", req: Request{Key: key("nobody"), Hops: []Hop{fwd(w.jump.pub), dst(w.prod.pub)}, NotHostbound: true},
-			verdict: Deny, rule: `defaults deny[0]`},
+			kind: FindDenied, verdict: Deny, rule: `defaults deny[0]`},
 		{name: "not host-bound, direct (no forwarding hop): the bind names the host", req: Request{Key: key("jumponly"), Hops: []Hop{dst(w.jump.pub)}, NotHostbound: true},
-			verdict: Allow, rule: `key "jumponly" allow[0]`},
+			kind: FindAllowed, verdict: Allow, rule: `key "jumponly" allow[0]`},
 		{name: "not host-bound, direct to an unnamed host: not asked", ud: "deny", req: Request{Key: key("nobody"), Hops: []Hop{dst(w.stranger.pub)}, NotHostbound: true},
-			verdict: Allow, rule: `defaults`},
+			kind: FindAllowed, verdict: Allow, rule: `defaults`},
 		{name: "inconsistent binds (login bind followed by more) refused", req: Request{Key: key("nobody"), Hops: []Hop{dst(w.jump.pub), dst(w.db.pub)}},
-			verdict: Deny, rule: `session-bind`},
+			kind: FindBindOrder, verdict: Deny, rule: `session-bind`},
 
 		// No bind, failed binds.
 		{name: "no bind, unrestricted key: local login allowed", req: Request{Key: key("nobody"), User: "me"},
-			verdict: Allow, rule: `defaults`},
+			kind: FindNoBindLocal, verdict: Allow, rule: `defaults`},
 		{name: "no bind, key with an allow list refused", req: Request{Key: key("chain"), User: "me"},
-			verdict: Deny, rule: `key "chain" allow`,
+			kind: FindNoBindRestricted, verdict: Deny, rule: `key "chain" allow`,
 			reason: `Refused: key "chain" (SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA) may not log in as me to an unknown host: the client did not say which host this login is for (no session-bind), and [[key]] match "chain" limits the key to allow = ["jump.example", "jump.example>db.internal"]. OpenSSH 8.9+ is needed for destination rules: use a newer ssh client, or remove allow from [[key]] match "chain" in /etc/policy.toml.`},
 		{name: "no bind, stored allow list refused", req: Request{Key: key("nobody"), Settings: Settings{Allow: []string{"jump.example"}}},
-			verdict: Deny, rule: `stored settings allow`},
+			kind: FindNoBindRestricted, verdict: Deny, rule: `stored settings allow`},
 		{name: "failed bind, restricted key refused", req: Request{Key: key("chain"), BindFailed: true, Hops: []Hop{fwd(w.jump.pub)}},
-			verdict: Deny, rule: `key "chain" allow`,
+			kind: FindBindFailed, verdict: Deny, rule: `key "chain" allow`,
 			reason: `Refused: key "chain" (SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA) may not log in to an unknown host: a session-bind on this connection failed verification, so nothing says where this signature would be used, and [[key]] match "chain" restricts the key with allow. Check the hosts on this path (here → jump.example (forwarded) → ?) for tampering.`},
 		{name: "failed bind, unrestricted key: unknown destination, forwarded", req: Request{Key: key("nobody"), BindFailed: true},
-			verdict: Confirm, rule: `unknown_destination`, remember: 5 * time.Minute,
+			kind: FindUnknownDest, verdict: Confirm, rule: `unknown_destination`, remember: 5 * time.Minute,
 			reason: `Ask first: key "nobody" (SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA) would log in to an unknown host (here → ?): a session-bind on this connection failed verification, and unknown_destination = "confirm".`},
 		{name: "failed bind, depth 0 key refused", req: Request{Key: key("nobody"), Settings: Settings{MaxForwardDepth: &depth0}, BindFailed: true},
-			verdict: Deny, rule: `stored settings max_forward_depth`},
+			kind: FindTooDeep, verdict: Deny, rule: `stored settings max_forward_depth`},
 		{name: "failed bind, unknown_destination deny", ud: "deny", req: Request{Key: key("nobody"), BindFailed: true},
-			verdict: Deny, rule: `unknown_destination`},
+			kind: FindUnknownDest, verdict: Deny, rule: `unknown_destination`},
 
 		// SSHSIG and opaque.
 		{name: "SSHSIG local, listed namespace", req: Request{Key: key("chain"), Purpose: PurposeSSHSIG, Namespace: "git"},
-			verdict: Allow, rule: `defaults namespaces[0]`,
+			kind: FindAllowed, verdict: Allow, rule: `defaults namespaces[0]`,
 			reason: `Allowed: key "chain" (SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA) may make an SSHSIG signature (ssh-keygen -Y sign, namespace "git") on your own machine: namespace "git" is listed in [defaults].`},
 		{name: "SSHSIG local, namespace not listed", req: Request{Key: key("chain"), Purpose: PurposeSSHSIG, Namespace: "email"},
-			verdict: Deny, rule: `defaults namespaces`,
+			kind: FindNamespace, verdict: Deny, rule: `defaults namespaces`,
 			reason: `Refused: key "chain" (SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA) may not make an SSHSIG signature (ssh-keygen -Y sign, namespace "email"): namespaces in [defaults] are "git", "file". Add "email" to namespaces in /etc/policy.toml to allow it.`},
 		{name: "SSHSIG local, empty namespaces list", req: Request{Key: key("nons"), Purpose: PurposeSSHSIG, Namespace: "git"},
-			verdict: Deny, rule: `key "nons" namespaces`},
+			kind: FindNamespace, verdict: Deny, rule: `key "nons" namespaces`},
 		{name: "SSHSIG through a forwarded agent refused", req: Request{Key: key("nobody"), Purpose: PurposeSSHSIG, Namespace: "git", Hops: []Hop{fwd(w.jump.pub)}},
-			verdict: Deny, rule: `local only (built-in)`,
+			kind: FindNotLocal, verdict: Deny, rule: `local only (built-in)`,
 			reason: `Refused: key "nobody" (SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA) may make an SSHSIG signature (ssh-keygen -Y sign, namespace "git") only on your own machine: this request came through an ssh connection (here → jump.example (forwarded)). Run the signing command on your own machine instead.`},
 		{name: "SSHSIG on a failed-bind connection refused", req: Request{Key: key("nobody"), Purpose: PurposeSSHSIG, Namespace: "git", BindFailed: true},
-			verdict: Deny, rule: `local only (built-in)`},
+			kind: FindNotLocal, verdict: Deny, rule: `local only (built-in)`},
 		{name: "opaque local allowed", req: Request{Key: key("nobody"), Purpose: PurposeOpaque},
-			verdict: Allow, rule: `defaults`},
+			kind: FindAllowed, verdict: Allow, rule: `defaults`},
 		{name: "opaque on a bound connection refused", req: Request{Key: key("nobody"), Purpose: PurposeOpaque, Hops: []Hop{dst(w.jump.pub)}},
-			verdict: Deny, rule: `local only (built-in)`},
+			kind: FindNotLocal, verdict: Deny, rule: `local only (built-in)`},
 
 		// Confirm.
 		{name: "confirm always: local login asks, remember from the key", req: Request{Key: key("always"), Hops: []Hop{dst(w.jump.pub)}, User: "me"},
-			verdict: Confirm, rule: `key "always" confirm`, remember: time.Minute,
+			kind: FindConfirmAlways, verdict: Confirm, rule: `key "always" confirm`, remember: time.Minute,
 			reason: `Ask first: key "always" (SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA) would log in as me to jump.example (here → jump.example): confirm = "always" in [[key]] match "always".`},
 		{name: "confirm always: SSHSIG asks", req: Request{Key: key("always"), Purpose: PurposeSSHSIG, Namespace: "git"},
-			verdict: Confirm, rule: `key "always" confirm`, remember: time.Minute},
+			kind: FindConfirmAlways, verdict: Confirm, rule: `key "always" confirm`, remember: time.Minute},
 		{name: "confirm forwarded: direct login not asked", req: Request{Key: key("fwdconfirm"), Hops: []Hop{dst(w.jump.pub)}},
-			verdict: Allow, rule: `key "fwdconfirm"`},
+			kind: FindAllowed, verdict: Allow, rule: `key "fwdconfirm"`},
 		{name: "confirm forwarded: forwarded login asks", req: Request{Key: key("fwdconfirm"), Hops: []Hop{fwd(w.jump.pub), dst(w.db.pub)}},
-			verdict: Confirm, rule: `key "fwdconfirm" confirm`, remember: 5 * time.Minute,
+			kind: FindConfirmForwarded, verdict: Confirm, rule: `key "fwdconfirm" confirm`, remember: 5 * time.Minute,
 			reason: `Ask first: key "fwdconfirm" (SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA) would log in to db.internal (here → jump.example (forwarded) → db.internal): confirm = "forwarded" in [[key]] match "fwdconfirm" asks for every use through a forwarded agent.`},
 		{name: "stored confirm (ssh-add -c) asks, never remembered", req: Request{Key: key("nobody"), Settings: Settings{Confirm: true}, Hops: []Hop{dst(w.jump.pub)}},
-			verdict: Confirm, rule: `stored settings confirm`, remember: 0,
+			kind: FindConfirmKey, verdict: Confirm, rule: `stored settings confirm`, remember: 0,
 			reason: `Ask first: key "nobody" (SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA) would log in to jump.example (here → jump.example): the key was added with ssh-add -c or safe-agent add --confirm.`},
 		{name: "confirm never upgrades a deny", req: Request{Key: key("always"), Hops: []Hop{fwd(w.jump.pub), fwd(w.db.pub), dst(w.other.pub)}},
-			verdict: Deny, rule: `defaults max_forward_depth`},
+			kind: FindTooDeep, verdict: Deny, rule: `defaults max_forward_depth`},
 		{name: "unknown destination and confirm forwarded: both reasons", req: Request{Key: key("fwdconfirm"), Hops: []Hop{fwd(w.jump.pub), dst(w.stranger.pub)}},
-			verdict: Confirm, rule: `unknown_destination`, remember: 5 * time.Minute,
+			kind: FindUnknownDest, verdict: Confirm, rule: `unknown_destination`, remember: 5 * time.Minute,
 			reason: fmt.Sprintf(`Ask first: key "fwdconfirm" (SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA) would log in to an unnamed host (%s) (here → jump.example (forwarded) → an unnamed host (%s)): known_hosts has no name for it, and unknown_destination = "confirm"; also confirm = "forwarded" in [[key]] match "fwdconfirm" asks for every use through a forwarded agent.`, w.stranger.fp(), w.stranger.fp())},
 
 		// Key selection.
 		{name: "key by fingerprint", req: Request{Key: Key{Fingerprint: w.userKey.fp(), Comment: "work-laptop"}, Hops: []Hop{dst(w.jump.pub)}},
-			verdict: Deny, rule: fmt.Sprintf(`key %q allow`, w.userKey.fp())},
+			kind: FindNotAllowed, verdict: Deny, rule: fmt.Sprintf(`key %q allow`, w.userKey.fp())},
 		{name: "key by comment glob", req: Request{Key: key("work-laptop"), Hops: []Hop{dst(w.jump.pub)}},
-			verdict: Allow, rule: `key "work-*" allow[0]`},
+			kind: FindAllowed, verdict: Allow, rule: `key "work-*" allow[0]`},
 		{name: "unmatched key takes defaults", req: Request{Key: key("home"), Hops: []Hop{dst(w.other.pub)}},
-			verdict: Allow, rule: `defaults`},
+			kind: FindAllowed, verdict: Allow, rule: `defaults`},
 	}
 	return append(rows, clientRows(w)...)
 }
@@ -356,6 +357,12 @@ func TestDecide(t *testing.T) {
 			got := pol[ud].Decide(tc.req)
 			if got.Verdict != tc.verdict || got.Rule != tc.rule {
 				t.Errorf("got %v by %q, want %v by %q\nreason: %s", got.Verdict, got.Rule, tc.verdict, tc.rule, got.Reason)
+			}
+			if got.Finding.Kind != tc.kind {
+				t.Errorf("finding = %v, want %v", got.Finding.Kind, tc.kind)
+			}
+			if got.Text() != got.Reason {
+				t.Errorf("Text() = %q, Reason = %q", got.Text(), got.Reason)
 			}
 			if tc.reason != "" && got.Reason != tc.reason {
 				t.Errorf("reason:\n got %s\nwant %s", got.Reason, tc.reason)
@@ -514,68 +521,68 @@ func clientRows(w *world) []decideRow {
 	return []row{
 		// clients = [...] on a key.
 		{name: "clients: git in the chain logs in", req: Request{Key: key("gitonly"), Hops: []Hop{dst(w.jump.pub)}, User: "git", Client: viaGit},
-			verdict: Allow, rule: `key "gitonly"`,
+			kind: FindAllowed, verdict: Allow, rule: `key "gitonly"`,
 			reason: `Allowed: key "gitonly" ` + fp + ` may log in as git to jump.example (here → jump.example): [defaults] has no allow list; it comes from git (99), which clients entry "git" in [[key]] match "gitonly" lets use the key (chain: ssh (100) ← git (99) ← zsh (98)).`},
 		{name: "clients: a shell login refused, chain in the reason", req: Request{Key: key("gitonly"), Hops: []Hop{dst(w.jump.pub)}, User: "git", Client: shell},
-			verdict: Deny, rule: `key "gitonly" clients`,
+			kind: FindNotClient, verdict: Deny, rule: `key "gitonly" clients`,
 			reason: `Refused: key "gitonly" ` + fp + ` may not log in as git to jump.example: the request comes from ssh (100) ← zsh (99), and [[key]] match "gitonly" lets only clients = ["git", "/usr/bin/ssh-keygen"] use the key; none of them is in the chain. To let this program use it, add its name or executable path to clients in /etc/policy.toml.`},
 		{name: "clients: the name is the process name or the executable's, not a look-alike", req: Request{Key: key("gitonly"), Hops: []Hop{dst(w.jump.pub)}, Client: chain("ssh=/usr/bin/ssh", "gitk=/usr/bin/wish")},
-			verdict: Deny, rule: `key "gitonly" clients`},
+			kind: FindNotClient, verdict: Deny, rule: `key "gitonly" clients`},
 		{name: "clients: an absolute path matches the executable", req: Request{Key: key("gitonly"), Purpose: PurposeSSHSIG, Namespace: "git", Client: chain("ssh-keygen=/usr/bin/ssh-keygen", "zsh=/usr/bin/zsh")},
-			verdict: Allow, rule: `defaults namespaces[0]`},
+			kind: FindAllowed, verdict: Allow, rule: `defaults namespaces[0]`},
 		{name: "clients: the same name at another path does not", req: Request{Key: key("gitonly"), Purpose: PurposeSSHSIG, Namespace: "git", Client: chain("ssh-keygen=/tmp/ssh-keygen", "zsh=/usr/bin/zsh")},
-			verdict: Deny, rule: `key "gitonly" clients`},
+			kind: FindNotClient, verdict: Deny, rule: `key "gitonly" clients`},
 		{name: "clients: a process gone is refused", req: Request{Key: key("gitonly"), Hops: []Hop{dst(w.jump.pub)}, Client: gone},
-			verdict: Deny, rule: `key "gitonly" clients`,
+			kind: FindNotClient, verdict: Deny, rule: `key "gitonly" clients`,
 			reason: `Refused: key "gitonly" ` + fp + ` may not log in to jump.example: the requesting program cannot be identified (process gone), and [[key]] match "gitonly" lets only clients = ["git", "/usr/bin/ssh-keygen"] use the key.`},
 		{name: "clients: no chain given is refused", req: Request{Key: key("gitonly"), Hops: []Hop{dst(w.jump.pub)}},
-			verdict: Deny, rule: `key "gitonly" clients`},
+			kind: FindNotClient, verdict: Deny, rule: `key "gitonly" clients`},
 		{name: "clients: forwarded login from git allowed", req: Request{Key: key("gitonly"), Hops: []Hop{fwd(w.jump.pub), dst(w.db.pub)}, Client: viaGit},
-			verdict: Allow, rule: `key "gitonly"`},
+			kind: FindAllowed, verdict: Allow, rule: `key "gitonly"`},
 		{name: "clients: forwarded login from a shell refused", req: Request{Key: key("gitonly"), Hops: []Hop{fwd(w.jump.pub), dst(w.db.pub)}, Client: shell},
-			verdict: Deny, rule: `key "gitonly" clients`},
+			kind: FindNotClient, verdict: Deny, rule: `key "gitonly" clients`},
 		{name: "clients: unit matches", req: Request{Key: key("sandboxed"), Hops: []Hop{dst(w.jump.pub)}, Client: inCron},
-			verdict: Allow, rule: `key "sandboxed"`},
+			kind: FindAllowed, verdict: Allow, rule: `key "sandboxed"`},
 		{name: "clients: cgroup glob matches", req: Request{Key: key("sandboxed"), Hops: []Hop{dst(w.jump.pub)}, Client: inCgroup},
-			verdict: Allow, rule: `key "sandboxed"`},
+			kind: FindAllowed, verdict: Allow, rule: `key "sandboxed"`},
 		{name: "clients: container:* matches any container", req: Request{Key: key("sandboxed"), Hops: []Hop{fwd(w.jump.pub), dst(w.db.pub)}, Client: inDocker},
-			verdict: Deny, rule: `client "container:docker" max_forward_depth`},
+			kind: FindTooDeep, verdict: Deny, rule: `client "container:docker" max_forward_depth`},
 		{name: "clients: no unit, cgroup or container refused", req: Request{Key: key("sandboxed"), Hops: []Hop{dst(w.jump.pub)}, Client: shell},
-			verdict: Deny, rule: `key "sandboxed" clients`},
+			kind: FindNotClient, verdict: Deny, rule: `key "sandboxed" clients`},
 
 		// [[client]] sections.
 		{name: "client: assistant login to an allowed host asks", req: Request{Key: key("nobody"), Hops: []Hop{dst(w.jump.pub)}, User: "git", Client: claude},
-			verdict: Confirm, rule: `client "assistants" confirm`, remember: time.Minute,
+			kind: FindConfirmAlways, verdict: Confirm, rule: `client "assistants" confirm`, remember: time.Minute,
 			reason: `Ask first: key "nobody" ` + fp + ` would log in as git to jump.example (here → jump.example): confirm = "always" in [[client]] "assistants" (it applies: claude (98, /usr/bin/node), in the chain ssh (100) ← git (99) ← claude (98) ← zsh (97)).`},
 		{name: "client: assistant login elsewhere refused by its allow list", req: Request{Key: key("nobody"), Hops: []Hop{dst(w.other.pub)}, Client: claude},
-			verdict: Deny, rule: `client "assistants" allow`,
+			kind: FindNotAllowed, verdict: Deny, rule: `client "assistants" allow`,
 			reason: `Refused: key "nobody" ` + fp + ` may not log in to other.example (here → other.example): the destination, other.example, is not allowed by [[client]] "assistants" (it applies: claude (98, /usr/bin/node), in the chain ssh (100) ← git (99) ← claude (98) ← zsh (97)) (allow = ["jump.example", "jump.example>db.internal"]). To permit it, add "other.example" to that allow list in /etc/policy.toml.`},
 		{name: "client: the same login from a shell is not restricted", req: Request{Key: key("nobody"), Hops: []Hop{dst(w.other.pub)}, Client: shell},
-			verdict: Allow, rule: `defaults`},
+			kind: FindAllowed, verdict: Allow, rule: `defaults`},
 		{name: "client: the key's own allow list still applies", req: Request{Key: key("jumponly"), Hops: []Hop{fwd(w.jump.pub), dst(w.db.pub)}, Client: claude},
-			verdict: Deny, rule: `key "jumponly" max_forward_depth`},
+			kind: FindTooDeep, verdict: Deny, rule: `key "jumponly" max_forward_depth`},
 		{name: "client: forwarded assistant login allowed by both lists asks", req: Request{Key: key("chain"), Hops: []Hop{fwd(w.jump.pub), dst(w.db.pub)}, Client: claude},
-			verdict: Confirm, rule: `client "assistants" confirm`, remember: time.Minute},
+			kind: FindConfirmAlways, verdict: Confirm, rule: `client "assistants" confirm`, remember: time.Minute},
 		{name: "client: forwarded assistant login outside its list refused", req: Request{Key: key("nobody"), Hops: []Hop{fwd(w.jump.pub), dst(w.other.pub)}, Client: claude},
-			verdict: Deny, rule: `client "assistants" allow`},
+			kind: FindNotAllowed, verdict: Deny, rule: `client "assistants" allow`},
 		{name: "client: assistant SSHSIG in its namespace asks", req: Request{Key: key("nobody"), Purpose: PurposeSSHSIG, Namespace: "git", Client: claude},
-			verdict: Confirm, rule: `client "assistants" confirm`, remember: time.Minute},
+			kind: FindConfirmAlways, verdict: Confirm, rule: `client "assistants" confirm`, remember: time.Minute},
 		{name: "client: assistant SSHSIG outside its namespaces refused", req: Request{Key: key("nobody"), Purpose: PurposeSSHSIG, Namespace: "file", Client: claude},
-			verdict: Deny, rule: `client "assistants" namespaces`,
+			kind: FindNamespace, verdict: Deny, rule: `client "assistants" namespaces`,
 			reason: `Refused: key "nobody" ` + fp + ` may not make an SSHSIG signature (ssh-keygen -Y sign, namespace "file"): namespaces in [[client]] "assistants" (it applies: claude (98, /usr/bin/node), in the chain ssh (100) ← git (99) ← claude (98) ← zsh (97)) are "git". Add "file" to namespaces there in /etc/policy.toml to allow it.`},
 		{name: "client: a yes is remembered for the shorter time", req: Request{Key: key("always"), Hops: []Hop{dst(w.jump.pub)}, Client: chain("codex=/usr/bin/codex")},
-			verdict: Confirm, rule: `key "always" confirm`, remember: time.Minute},
+			kind: FindConfirmAlways, verdict: Confirm, rule: `key "always" confirm`, remember: time.Minute},
 		{name: "client: keys limits the section to matching keys", req: Request{Key: key("work-1"), Hops: []Hop{dst(w.jump.pub)}, Client: wrapper},
-			verdict: Confirm, rule: `client "wrapper.sh" confirm`, remember: 5 * time.Minute},
+			kind: FindConfirmAlways, verdict: Confirm, rule: `client "wrapper.sh" confirm`, remember: 5 * time.Minute},
 		{name: "client: a key keys does not match is not restricted", req: Request{Key: key("nobody"), Hops: []Hop{dst(w.jump.pub)}, Client: wrapper},
-			verdict: Allow, rule: `defaults`},
+			kind: FindAllowed, verdict: Allow, rule: `defaults`},
 		{name: "client: a container's deny list applies", req: Request{Key: key("nobody"), Hops: []Hop{dst(w.other.pub)}, Client: inDocker},
-			verdict: Deny, rule: `client "container:docker" deny[0]`},
+			kind: FindDenied, verdict: Deny, rule: `client "container:docker" deny[0]`},
 		{name: "client: a process gone escapes no [[client]] section", req: Request{Key: key("nobody"), Hops: []Hop{dst(w.other.pub)}, Client: gone},
-			verdict: Deny, rule: `client "assistants" match`,
+			kind: FindClientUnknown, verdict: Deny, rule: `client "assistants" match`,
 			reason: `Refused: key "nobody" ` + fp + ` may not log in to other.example: the requesting program cannot be identified (process gone), and [[client]] "assistants" adds restrictions for some programs that may use this key; a program that cannot be identified gets no fewer.`},
 		{name: "client: a process gone, forwarded", req: Request{Key: key("nobody"), Hops: []Hop{fwd(w.jump.pub), dst(w.db.pub)}, Client: gone},
-			verdict: Deny, rule: `client "assistants" match`},
+			kind: FindClientUnknown, verdict: Deny, rule: `client "assistants" match`},
 	}
 }
 
@@ -595,5 +602,54 @@ func TestParseClient(t *testing.T) {
 		if _, err := ParseClient(bad); err == nil {
 			t.Errorf("ParseClient(%q): no error", bad)
 		}
+	}
+}
+
+// The finding says as data what the rule and the sentence say: which
+// section, list, entry and hop decided.
+func TestDecideFinding(t *testing.T) {
+	w := newWorld(t)
+	pol := decidePolicies(t, w)["confirm"]
+	key := func(c string) Key { return Key{Comment: c, Fingerprint: "SHA256:" + strings.Repeat("A", 43)} }
+	fwd := func(k ssh.PublicKey) Hop { return Hop{HostKey: k, Forwarded: true} }
+	dst := func(k ssh.PublicKey) Hop { return Hop{HostKey: k} }
+	tests := []struct {
+		name string
+		req  Request
+		want Finding
+	}{
+		{"allow entry admits the destination", Request{Key: key("chain"), Hops: []Hop{fwd(w.jump.pub), dst(w.db.pub)}},
+			Finding{Kind: FindAllowed, Source: `key "chain"`, List: "allow", Entry: 1, Hop: 1}},
+		{"deny entry, at the hop it matched", Request{Key: key("denywins"), Hops: []Hop{fwd(w.jump.pub), dst(w.db.pub)}},
+			Finding{Kind: FindDenied, Source: `key "denywins"`, List: "deny", Entry: 0, Hop: 1}},
+		{"the key's own allow list", Request{Key: key("nobody"), Settings: Settings{Allow: []string{"jump.example"}}, Hops: []Hop{fwd(w.jump.pub), dst(w.other.pub)}},
+			Finding{Kind: FindNotAllowed, Source: "stored settings", List: "allow", Entry: -1, Hop: 1}},
+		{"depth limit: where it is set", Request{Key: key("jumponly"), Hops: []Hop{fwd(w.jump.pub), dst(w.db.pub)}},
+			Finding{Kind: FindTooDeep, Source: `key "jumponly"`, Entry: -1, Hop: -1}},
+		{"ssh-add -c asks", Request{Key: key("nobody"), Settings: Settings{Confirm: true}, Hops: []Hop{dst(w.jump.pub)}},
+			Finding{Kind: FindConfirmKey, Source: "stored settings", Entry: -1, Hop: -1}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := pol.Decide(tc.req).Finding
+			if got != tc.want {
+				t.Errorf("finding = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+// A Confirm decision that was not confirmed reads as one sentence: the
+// question, then why not, with no full stop in the middle.
+func TestDecisionUnconfirmed(t *testing.T) {
+	w := newWorld(t)
+	pol := decidePolicies(t, w)["confirm"]
+	d := pol.Decide(Request{Key: Key{Comment: "always"}, Hops: []Hop{{HostKey: w.jump.pub}}, User: "me"})
+	want := `Ask first: key "always" would log in as me to jump.example (here → jump.example): confirm = "always" in [[key]] match "always"; not confirmed (the person said no)`
+	if got := d.Unconfirmed("the person said no"); got != want {
+		t.Errorf("Unconfirmed:\n got %s\nwant %s", got, want)
+	}
+	if got := (Decision{Reason: "made elsewhere"}).Unconfirmed("x"); got != "made elsewhere; not confirmed (x)" {
+		t.Errorf("Unconfirmed of a hand-made decision = %q", got)
 	}
 }

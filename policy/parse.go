@@ -42,7 +42,7 @@ func (es FileErrors) Error() string {
 const maxErrors = 20
 
 var (
-	topFields     = []string{"known_hosts", "unknown_destination", "prompt", "confirm_timeout", "notify", "refusal_memory", "audit_mirror", "defaults", "key", "client"}
+	topFields     = []string{"known_hosts", "unknown_destination", "prompt", "confirm_timeout", "notify", "refusal_memory", "audit_mirror", "upstream", "upstream_timeout", "defaults", "key", "client"}
 	ruleFields    = []string{"allow", "deny", "max_forward_depth", "confirm", "remember", "namespaces"}
 	defaultFields = append(slices.Clone(ruleFields), "clients")
 	keyFields     = append(append([]string{"match"}, ruleFields...), "clients")
@@ -189,6 +189,7 @@ func (c *checker) policy(raw map[string]any) *Policy {
 			p.auditMirror = s
 		}
 	}
+	c.upstreamFields(raw, p)
 	if v, ok := raw["defaults"]; ok {
 		if t, ok := v.(map[string]any); ok {
 			c.unknownFields(t, "defaults", defaultFields, "[defaults]")

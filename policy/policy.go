@@ -58,6 +58,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/safe-agent/safe-agent/internal/hint"
 )
 
 // Verdict is the outcome of a decision. The zero value is Deny, so a
@@ -156,13 +158,20 @@ type Cert struct {
 	ValidBefore time.Time // zero: forever
 }
 
-// Settings are the per-key settings stored with the key (safe-agent add
-// --allow/--deny/--max-forward-depth/--confirm, ssh-add -c). They only ever
-// add restriction to what the policy file says.
+// Settings are a key's own settings: given when it is added (safe-agent
+// add, ssh-add -c/-t), stored with it, carried by the agent's identity.
+// They only ever add restriction to what the policy file says. Lifetime is
+// the agent's business (how long it keeps the key); Decide ignores it.
+//
+// keystore.Settings is the same struct field for field (keystore and
+// policy never import each other); a Go conversion between the two is the
+// only mapping, so the compiler catches any drift.
 type Settings struct {
-	Confirm         bool
-	Allow, Deny     []string
-	MaxForwardDepth *int
+	Confirm         bool          // ask before every use
+	Allow           []string      // destinations the key may be used for
+	Deny            []string      // destinations it must never be used for
+	MaxForwardDepth *int          // nil: the policy file decides
+	Lifetime        time.Duration // how long the agent keeps the key; 0: no limit
 }
 
 // Request is everything Decide looks at.
@@ -194,14 +203,18 @@ type Request struct {
 // Decision is Decide's answer.
 type Decision struct {
 	Verdict Verdict
+	// Finding is what decided, as data: branch on it, not on Reason.
+	Finding Finding
 	// Rule names what decided, e.g. `key "work" allow[1]`,
 	// `defaults max_forward_depth`, `stored settings deny[0]`.
 	Rule string
-	// Reason is a sentence for a person: what was refused or asked, why,
-	// and what to change.
+	// Reason is Text(): a sentence for a person (what was refused or
+	// asked, why, and what to change), kept as a field for audit records.
 	Reason string
 	// Remember is how long a yes may be remembered; set only on Confirm.
 	Remember time.Duration
+
+	ask string // Confirm: Reason without its full stop, for Unconfirmed
 }
 
 type confirmMode int
@@ -248,6 +261,10 @@ type Policy struct {
 	notify         Notify
 	refusalMemory  time.Duration
 	auditMirror    string // "journal", "syslog"; "" or "none": no mirror
+	// upstreams are the sockets of agents whose keys safe-agent fronts
+	// (top-level upstream, expanded); upstreamTimeout bounds one sign.
+	upstreams       []string
+	upstreamTimeout time.Duration
 
 	defaults *rule
 	rules    []*rule
@@ -258,6 +275,7 @@ type Policy struct {
 	rulePrin []int            // principal: rules, in file order
 
 	clientRules []*clientRule // [[client]] sections, in file order
+	hasClients  bool          // HasClientRules, worked out by buildRuleIndex
 
 	index    *hostIndex
 	warnings []string
@@ -288,6 +306,7 @@ func Default() *Policy {
 		defaults:       builtinDefaults(),
 		index:          newHostIndex(),
 	}
+	p.upstreamTimeout = DefaultUpstreamTimeout
 	p.buildRuleIndex()
 	return p
 }
@@ -305,7 +324,7 @@ func DefaultPath() (string, error) {
 	if dir == "" || !filepath.IsAbs(dir) {
 		d, err := os.UserConfigDir()
 		if err != nil {
-			return "", fmt.Errorf("find the policy file: %w (set XDG_CONFIG_HOME or pass --policy)", err)
+			return "", hint.Wrap(fmt.Errorf("find the policy file: %w", err), "set XDG_CONFIG_HOME to an absolute path")
 		}
 		dir = d
 	}
@@ -356,6 +375,17 @@ func (p *Policy) AuditMirror() string {
 	}
 	return p.auditMirror
 }
+
+// DefaultUpstreamTimeout bounds one upstream sign request when the file
+// does not set upstream_timeout: long enough for a hardware touch or a PIN.
+const DefaultUpstreamTimeout = 30 * time.Second
+
+// Upstreams are the sockets of the upstream agents the file names, with ~
+// and $VARs expanded, in file order.
+func (p *Policy) Upstreams() []string { return p.upstreams }
+
+// UpstreamTimeout bounds one sign request sent to an upstream agent.
+func (p *Policy) UpstreamTimeout() time.Duration { return p.upstreamTimeout }
 
 // NotifyMode is when to tell the person about decisions.
 func (p *Policy) NotifyMode() Notify { return p.notify }
@@ -428,6 +458,7 @@ func (p *Policy) buildRuleIndex() {
 		p.prefixes = append(p.prefixes, l)
 	}
 	slices.Sort(p.prefixes)
+	p.hasClients = p.anyClientRules()
 }
 
 // ruleFor returns the first [[key]] in file order that matches k (by

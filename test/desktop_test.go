@@ -29,31 +29,41 @@ func artifactDir(t *testing.T) string {
 	return d
 }
 
-// startXvfb runs a virtual X display and returns its DISPLAY value.
+// startXvfb runs a virtual X display and returns its DISPLAY value. Xvfb
+// picks a free display itself (-displayfd), so parallel tests never share
+// one; -noreset keeps the server from resetting when its last client
+// leaves (a client connecting during a reset gets "cannot open display").
 func startXvfb(t *testing.T) string {
 	xvfb := need(t, "Xvfb", "xvfb")
-	for n := 60 + os.Getpid()%30; n < 200; n++ {
-		if _, err := os.Stat(fmt.Sprintf("/tmp/.X%d-lock", n)); err == nil {
-			continue
-		}
-		cmd := exec.Command(xvfb, fmt.Sprintf(":%d", n), "-screen", "0", "1024x768x24", "-nolisten", "tcp")
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		sock := fmt.Sprintf("/tmp/.X11-unix/X%d", n)
-		deadline := time.Now().Add(10 * time.Second)
-		for time.Now().Before(deadline) {
-			if _, err := os.Stat(sock); err == nil {
-				t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-				return fmt.Sprintf(":%d", n)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		cmd.Process.Kill()
-		cmd.Wait()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no free X display")
+	defer r.Close()
+	cmd := exec.Command(xvfb, "-displayfd", "3", "-noreset", "-screen", "0", "1024x768x24", "-nolisten", "tcp")
+	cmd.ExtraFiles = []*os.File{w}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start Xvfb: %v", err)
+	}
+	w.Close()
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	line := make(chan string, 1)
+	go func() {
+		s, _ := bufio.NewReader(r).ReadString('\n')
+		line <- strings.TrimSpace(s)
+	}()
+	select {
+	case n := <-line:
+		if n == "" {
+			t.Fatalf("Xvfb failed: %s", stderr.String())
+		}
+		return ":" + n
+	case <-time.After(20 * time.Second):
+		t.Fatalf("Xvfb did not report a display: %s", stderr.String())
+	}
 	return ""
 }
 

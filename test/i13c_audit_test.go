@@ -24,25 +24,10 @@ import (
 // terminal's \r\n line ends) and its exit status.
 func ptySized(t *testing.T, env []string, cols, rows int, name string, args ...string) (string, int) {
 	t.Helper()
-	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
-	if err != nil {
-		t.Fatalf("open /dev/ptmx: %v", err)
-	}
+	master, slave := openPTY(t)
 	defer master.Close()
-	mfd := int(master.Fd())
-	if err := unix.IoctlSetPointerInt(mfd, unix.TIOCSPTLCK, 0); err != nil {
-		t.Fatalf("unlockpt: %v", err)
-	}
-	ptn, err := unix.IoctlGetInt(mfd, unix.TIOCGPTN)
-	if err != nil {
-		t.Fatalf("ptsname: %v", err)
-	}
-	if err := unix.IoctlSetWinsize(mfd, unix.TIOCSWINSZ, &unix.Winsize{Col: uint16(cols), Row: uint16(rows)}); err != nil {
+	if err := unix.IoctlSetWinsize(int(master.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Col: uint16(cols), Row: uint16(rows)}); err != nil {
 		t.Fatalf("set the terminal's size: %v", err)
-	}
-	slave, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", ptn), os.O_RDWR|syscall.O_NOCTTY, 0)
-	if err != nil {
-		t.Fatal(err)
 	}
 	cmd := exec.Command(name, args...)
 	cmd.Env = env
@@ -141,7 +126,7 @@ func TestI13cAuditTableFitsTheTerminal(t *testing.T) {
 		t.Fatalf("piped: exit %d, colour or cut cells:\n%s", code, piped)
 	}
 	chain := deepChainRecord(time.Time{}).Client.Chain
-	if !strings.Contains(piped, chain) || !strings.Contains(piped, "here → bastion.example.com (fwd) → jump.example.com (fwd) → db.internal") {
+	if !strings.Contains(piped, chain) || !strings.Contains(piped, "here → bastion.example.com (forwarded) → jump.example.com (forwarded) → db.internal") {
 		t.Errorf("piped output lost the chain or the path:\n%s", piped)
 	}
 	if w := maxLineWidth(strings.Split(piped, "\n")); w <= 160 {

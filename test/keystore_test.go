@@ -24,7 +24,6 @@ import (
 
 	"golang.org/x/crypto/ssh"
 	sshagent "golang.org/x/crypto/ssh/agent"
-	"golang.org/x/sys/unix"
 )
 
 // End-to-end tests of keys at rest (a real gnome-keyring on a private
@@ -518,23 +517,8 @@ type ptyStep struct{ expect, send string }
 
 func ptyRun(t *testing.T, env []string, steps []ptyStep, name string, args ...string) (string, int) {
 	t.Helper()
-	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
-	if err != nil {
-		t.Fatalf("open /dev/ptmx: %v", err)
-	}
+	master, slave := openPTY(t)
 	defer master.Close()
-	mfd := int(master.Fd())
-	if err := unix.IoctlSetPointerInt(mfd, unix.TIOCSPTLCK, 0); err != nil {
-		t.Fatalf("unlockpt: %v", err)
-	}
-	ptn, err := unix.IoctlGetInt(mfd, unix.TIOCGPTN)
-	if err != nil {
-		t.Fatalf("ptsname: %v", err)
-	}
-	slave, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", ptn), os.O_RDWR|syscall.O_NOCTTY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
 	cmd := exec.Command(name, args...)
 	cmd.Env = env
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
@@ -564,11 +548,11 @@ func ptyRun(t *testing.T, env []string, steps []ptyStep, name string, args ...st
 			time.Sleep(10 * time.Millisecond)
 		}
 		for {
-			tio, err := unix.IoctlGetTermios(mfd, unix.TCGETS)
+			echo, err := ttyEcho(master)
 			if err != nil {
 				fail("tcgetattr: %v", err)
 			}
-			if tio.Lflag&unix.ECHO == 0 {
+			if !echo {
 				break
 			}
 			if time.Now().After(deadline) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/safe-agent/safe-agent/internal/hint"
 )
 
 // Defaults for Options.
@@ -96,7 +99,9 @@ type Log struct {
 	syncErr    error  // the last fsync failed; refuse until one succeeds
 	retryAt    time.Time
 	closed     bool
-	mirror     *mirror // copies to the system log (SetMirror); nil: none
+	mirror     *mirror       // copies to the system log (SetMirror); nil: none
+	buf        bytes.Buffer  // the lines of one append, reused
+	enc        *json.Encoder // writes into buf, as marshalLine does
 
 	// Retention state for Health.
 	files             int
@@ -155,6 +160,7 @@ func open(path string, o Options, opener func(string) (file, error)) (*Log, erro
 	}
 	l := &Log{path: path, cpPath: CheckpointPath(path), o: o, log: o.Logger, openFile: opener,
 		stop: make(chan struct{}), done: make(chan struct{})}
+	l.enc = newLineEncoder(&l.buf)
 	if err := l.reopen(); err != nil {
 		return nil, err
 	}
@@ -177,7 +183,8 @@ func openOSFile(path string) (file, error) {
 	if err := lockFile(f); err != nil {
 		f.Close()
 		if errors.Is(err, errLocked) {
-			return nil, fmt.Errorf("audit log %s is in use by another process (another safe-agent?); give each agent its own --audit-log: %w", path, ErrInUse)
+			return nil, hint.Wrap(fmt.Errorf("audit log %s is in use by another process (another safe-agent?): %w", path, ErrInUse),
+				"give each agent its own audit log")
 		}
 		return nil, fmt.Errorf("lock audit log %s: %w", path, err)
 	}
@@ -295,32 +302,20 @@ func (l *Log) append(r Record) error {
 		}
 	}
 
+	// The common case encodes the record once, into the log's own buffer,
+	// and hashes it there.
+	l.buf.Reset()
 	r.Seq, r.Prev = l.seq+1, l.lastHash
-	line, err := marshalLine(&r)
-	if err != nil {
+	if err := l.encode(&r); err != nil {
 		return fmt.Errorf("encode audit record: %w", err)
 	}
-	if l.torn == nil && !l.needHeader && l.size+int64(len(line))+1 > l.o.MaxSize &&
+	if l.torn == nil && !l.needHeader && l.size+int64(l.buf.Len()) > l.o.MaxSize &&
 		(l.retryAt.IsZero() || !l.o.Now().Before(l.retryAt)) {
 		if err := l.rotate(); err != nil {
 			return err
 		}
 	}
 
-	var buf bytes.Buffer
-	seq, prev := l.seq, l.lastHash
-	add := func(rec *Record) error {
-		seq++
-		rec.Seq, rec.Prev = seq, prev
-		b, err := marshalLine(rec)
-		if err != nil {
-			return fmt.Errorf("encode audit record: %w", err)
-		}
-		buf.Write(b)
-		buf.WriteByte('\n')
-		prev = lineHash(b)
-		return nil
-	}
 	var first *Record
 	switch {
 	case l.needHeader:
@@ -334,25 +329,20 @@ func (l *Log) append(r Record) error {
 			"the previous writer stopped in the middle of a record: %d bytes at offset %d of %s have no newline; they are kept and skipped by the chain",
 			l.torn.n, l.torn.off, filepath.Base(l.path))}
 	}
-	if l.torn != nil {
-		buf.WriteByte('\n') // end the torn bytes so that they form a line of their own
-		first.Torn = l.torn.hash
-	}
-	if first != nil {
-		if err := add(first); err != nil {
+	seq, prev := l.seq+1, ""
+	if first == nil {
+		prev = lineHash(bytes.TrimSuffix(l.buf.Bytes(), []byte{'\n'}))
+	} else {
+		var err error
+		if seq, prev, err = l.encodeAfter(first, &r); err != nil {
 			return err
 		}
 	}
-	if first == nil { // no header or torn record: line already has this seq and prev
-		seq++
-		buf.Write(line)
-		buf.WriteByte('\n')
-		prev = lineHash(line)
-	} else if err := add(&r); err != nil {
-		return err
-	}
 
-	n, err := l.f.Write(buf.Bytes())
+	n, err := l.f.Write(l.buf.Bytes())
+	if l.buf.Cap() > maxKeptBuf {
+		l.buf = bytes.Buffer{} // one huge record: do not keep its buffer
+	}
 	if err != nil {
 		if n > 0 {
 			// Take the partial line back out; if that fails, the file
@@ -374,6 +364,41 @@ func (l *Log) append(r Record) error {
 	}
 	l.mirror.send(first, &r)
 	return nil
+}
+
+// encode appends rec's line and its newline to l.buf. Called with l.mu
+// held.
+func (l *Log) encode(rec *Record) error {
+	if b, ok := appendRecord(l.buf.AvailableBuffer(), rec); ok {
+		l.buf.Write(append(b, '\n'))
+		return nil
+	}
+	return l.enc.Encode(rec)
+}
+
+// maxKeptBuf bounds the encoding buffer the log keeps between appends.
+const maxKeptBuf = 64 << 10
+
+// encodeAfter encodes first (a header or torn-tail record the log writes
+// itself) and then r into l.buf, chained from the last line; it returns
+// the chain's new seq and hash. Called with l.mu held.
+func (l *Log) encodeAfter(first, r *Record) (seq uint64, prev string, err error) {
+	l.buf.Reset()
+	if l.torn != nil {
+		l.buf.WriteByte('\n') // end the torn bytes so that they form a line of their own
+		first.Torn = l.torn.hash
+	}
+	seq, prev = l.seq, l.lastHash
+	for _, rec := range []*Record{first, r} {
+		seq++
+		rec.Seq, rec.Prev = seq, prev
+		start := l.buf.Len()
+		if err := l.encode(rec); err != nil {
+			return 0, "", fmt.Errorf("encode audit record: %w", err)
+		}
+		prev = lineHash(bytes.TrimSuffix(l.buf.Bytes()[start:], []byte{'\n'}))
+	}
+	return seq, prev, nil
 }
 
 // rotate renames path → path.1 (.1 → .2, …) and starts a new file; the old

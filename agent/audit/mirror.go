@@ -83,6 +83,12 @@ type mirror struct {
 
 	dropped sync.Mutex // guards drops
 	drops   int
+
+	// quiet: the last record queued had a known mode of MirrorNone, so
+	// the goroutine has (or will have) no sink open and nothing waiting;
+	// further such records would change nothing and are not queued.
+	// Guarded by the Log's mu (send is called with it held).
+	quiet bool
 }
 
 // SetMirror starts copying every record appended from now on (including
@@ -133,12 +139,19 @@ func (m *mirror) send(recs ...*Record) {
 		return
 	}
 	mode, known := m.o.Mode()
+	none := known && (mode == MirrorNone || mode == "")
+	if none && m.quiet {
+		// Nothing to copy: waking the goroutine for every record would
+		// cost a context switch per signature.
+		return
+	}
 	for _, r := range recs {
 		if r == nil {
 			continue
 		}
 		select {
 		case m.ch <- queued{*r, mode, known}:
+			m.quiet = none
 		default:
 			m.dropped.Lock()
 			m.drops++
@@ -391,7 +404,7 @@ func (s *SyslogSink) Close() error { return s.w.Close() }
 
 // Summary is a record in one line of plain text, for MESSAGE and syslog:
 // "#12 sign denied: key you@laptop (SHA256:…), log in as git, here → jump
-// (fwd) → db, rule forwarded-default: …". Control characters from key
+// (forwarded) → db, rule forwarded-default: …". Control characters from key
 // comments or host names are escaped so the line stays one line.
 func Summary(r Record) string {
 	var b strings.Builder
@@ -430,24 +443,14 @@ func Summary(r Record) string {
 	return oneLine(b.String())
 }
 
-// pathText renders hops as the audit table does: "here → jump (fwd) →
-// db"; "here" for a local request, "" for events that are not requests.
+// pathText renders hops as the audit table does (policy.Path's short
+// form): "here → jump (forwarded) → db"; "here" for a local request, ""
+// for events that are not requests.
 func pathText(r Record) string {
 	if len(r.Path) == 0 && r.Event != EventSign && r.Event != EventList {
 		return ""
 	}
-	parts := []string{"here"}
-	for _, h := range r.Path {
-		name := h.Fingerprint
-		if len(h.Names) > 0 {
-			name = h.Names[0]
-		}
-		if h.Forwarded {
-			name += " (fwd)"
-		}
-		parts = append(parts, name)
-	}
-	return strings.Join(parts, " → ")
+	return PathOf(r.Path, nil).Short()
 }
 
 func purposeText(p *Purpose) string {

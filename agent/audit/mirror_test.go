@@ -113,6 +113,38 @@ func TestMirrorFollowsModeChangesAndWaitsForTheFirst(t *testing.T) {
 	}
 }
 
+// TestMirrorNoneQueuesNothing: with audit_mirror = "none" (the default)
+// records are not handed to the mirror's goroutine one by one (a wake-up
+// per signature was the pipeline's largest cost): a stuck sink from an
+// earlier mode sees no overflow however many records follow, and a
+// later mode gets the records from then on.
+func TestMirrorNoneQueuesNothing(t *testing.T) {
+	logs := &logBuffer{}
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	l := mustOpen(t, path, testOptions(logs))
+	sink := &fakeSink{block: make(chan struct{})}
+	var mode modeBox
+	mode.set(MirrorSyslog)
+	l.SetMirror(MirrorOptions{Mode: mode.get, QueueSize: 4, Open: func(string) (Sink, error) { return sink, nil }})
+	mustAppend(t, l, signRec(1)) // header 1, record 2: the goroutine is stuck in Send
+	mode.set(MirrorNone)
+	for i := 2; i <= 50; i++ { // 3 … 51: only the first is queued
+		mustAppend(t, l, signRec(i))
+	}
+	mode.set(MirrorSyslog)
+	mustAppend(t, l, signRec(51)) // 52
+	close(sink.block)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := sink.seqs(); !equalSeqs(got, 1, 2, 52) {
+		t.Errorf("syslog got seqs %v, want [1 2 52]", got)
+	}
+	if strings.Contains(logs.String(), "records dropped") {
+		t.Errorf("records in mode none filled the mirror queue:\n%s", logs.String())
+	}
+}
+
 func TestMirrorFailureNeverFailsAppendAndIsLoggedOnce(t *testing.T) {
 	logs := &logBuffer{}
 	path := filepath.Join(t.TempDir(), "audit.jsonl")
@@ -247,7 +279,7 @@ func TestSummaryAndJournalFields(t *testing.T) {
 		"SAFE_AGENT_SEQ":      "42",
 		"SAFE_AGENT_DECISION": "denied",
 		"SAFE_AGENT_KEY_FP":   "SHA256:8OqUHoM3tCzDQJ0XHtSmXgkSG0ZpFKWpbZRcFDIZDPo",
-		"SAFE_AGENT_PATH":     "here → jump.example (fwd) → db.internal",
+		"SAFE_AGENT_PATH":     "here → jump.example (forwarded) → db.internal",
 		"SAFE_AGENT_RULE":     `key "work-*" allow jump.example>*.internal`,
 		"SAFE_AGENT_PURPOSE":  "log in as deploy",
 		"SAFE_AGENT_RECORD":   `{"x":1}`,
@@ -259,7 +291,7 @@ func TestSummaryAndJournalFields(t *testing.T) {
 		}
 	}
 	s := Summary(r)
-	wantS := `#42 sign denied: key work-laptop (SHA256:8OqUHoM3tCzDQJ0XHtSmXgkSG0ZpFKWpbZRcFDIZDPo), log in as deploy, here → jump.example (fwd) → db.internal, prompt yes, rule key "work-*" allow jump.example>*.internal, reason 7`
+	wantS := `#42 sign denied: key work-laptop (SHA256:8OqUHoM3tCzDQJ0XHtSmXgkSG0ZpFKWpbZRcFDIZDPo), log in as deploy, here → jump.example (forwarded) → db.internal, prompt yes, rule key "work-*" allow jump.example>*.internal, reason 7`
 	if s != wantS {
 		t.Errorf("Summary:\n got %s\nwant %s", s, wantS)
 	}

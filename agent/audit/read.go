@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/safe-agent/safe-agent/internal/hint"
 )
 
 // DefaultPath is $XDG_STATE_HOME/safe-agent/audit.jsonl, or
@@ -23,7 +25,7 @@ func DefaultPath() (string, error) {
 	if dir == "" || !filepath.IsAbs(dir) {
 		home, err := os.UserHomeDir()
 		if err != nil {
-			return "", fmt.Errorf("find the audit log: %w (set XDG_STATE_HOME or pass --audit-log)", err)
+			return "", hint.Wrap(fmt.Errorf("find the audit log: %w", err), "set XDG_STATE_HOME to an absolute path")
 		}
 		dir = filepath.Join(home, ".local", "state")
 	}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 )
 
@@ -25,6 +26,9 @@ const (
 	EventPolicyReloadFailed = "policy-reload-failed"
 	EventStart              = "start"
 	EventStop               = "stop"
+	EventRateLimited        = "rate-limited"
+	EventSummary            = "summary"
+	EventConnRefused        = "connection-refused"
 	EventHeader             = "header"
 	EventTorn               = "torn-tail"
 )
@@ -91,6 +95,9 @@ type Key struct {
 	// Cert is the user certificate used, when there was one: held in the
 	// agent, or named by the login for the plain key.
 	Cert *Cert `json:"certificate,omitempty"`
+	// Upstream is the socket of the upstream agent that holds the key,
+	// for keys safe-agent fronts but does not hold.
+	Upstream string `json:"upstream,omitempty"`
 }
 
 // Cert identifies a user certificate.
@@ -170,11 +177,20 @@ func ParseRecord(line []byte) (Record, error) {
 // marshalLine encodes r as one line without the newline. HTML escaping is
 // off so that "→" and "<" stay readable in the file.
 func marshalLine(r *Record) ([]byte, error) {
+	if b, ok := appendRecord(nil, r); ok {
+		return b, nil
+	}
 	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(r); err != nil {
+	if err := newLineEncoder(&b).Encode(r); err != nil {
 		return nil, err
 	}
 	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}
+
+// newLineEncoder writes records as marshalLine encodes them, each followed
+// by a newline.
+func newLineEncoder(w io.Writer) *json.Encoder {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	return enc
 }

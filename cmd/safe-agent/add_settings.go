@@ -16,7 +16,15 @@ import (
 	"github.com/safe-agent/safe-agent/agent"
 	"github.com/safe-agent/safe-agent/internal/termtext"
 	"github.com/safe-agent/safe-agent/keystore"
+	"github.com/safe-agent/safe-agent/policy"
 )
+
+// fromStored and toStored are the one mapping between policy.Settings and
+// the keystore's copy of it (keystore and policy never import each other).
+// The two are the same struct, so this is a Go conversion: it stops
+// compiling if they drift apart.
+func fromStored(s keystore.Settings) policy.Settings { return policy.Settings(s) }
+func toStored(s policy.Settings) keystore.Settings   { return keystore.Settings(s) }
 
 // given reports whether the user gave flag name explicitly. Without
 // cobra's answer (a caller that built addFlags itself) every flag counts
@@ -28,7 +36,7 @@ func (f addFlags) given(name string) bool {
 // previousKey is what a key had before this `add`: the settings it is
 // stored with or, without a keystore, those it is loaded with.
 type previousKey struct {
-	settings keystore.Settings
+	settings policy.Settings
 	comment  string
 	added    time.Time
 	where    string // "stored", "loaded"
@@ -39,7 +47,7 @@ type previousKey struct {
 // cannot be read is an error: adding anyway would overwrite settings
 // nobody has seen.
 func findPrevious(ctx context.Context, store keystore.Store, loaded map[string]agent.KeyInfo, fp string) (*previousKey, error) {
-	if store != nil && store.Name() != "none" {
+	if store != nil && store.Name() != keystore.NameNone {
 		gctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		sk, err := store.Get(gctx, fp)
 		cancel()
@@ -50,13 +58,13 @@ func findPrevious(ctx context.Context, store keystore.Store, loaded map[string]a
 			return nil, err
 		}
 		clear(sk.PrivateKeyPEM)
-		return &previousKey{settings: sk.Settings, comment: sk.Comment, added: sk.Added, where: "stored"}, nil
+		return &previousKey{settings: fromStored(sk.Settings), comment: sk.Comment, added: sk.Added, where: "stored"}, nil
 	}
 	ki, ok := loaded[fp]
 	if !ok {
 		return nil, nil
 	}
-	s := keystore.Settings{Confirm: ki.Confirm, Allow: ki.Allow, Deny: ki.Deny, MaxForwardDepth: ki.MaxForwardDepth}
+	s := ki.Settings()
 	if !ki.Expires.IsZero() {
 		s.Lifetime = max(time.Until(ki.Expires).Round(time.Second), time.Second)
 	}
@@ -84,7 +92,7 @@ func loadedKeys(ag sshagent.ExtendedAgent) map[string]agent.KeyInfo {
 
 // mergeSettings keeps each of old's settings unless its flag was given. An
 // empty --allow "" or --deny "" clears that list.
-func mergeSettings(old, given keystore.Settings, f addFlags) keystore.Settings {
+func mergeSettings(old, given policy.Settings, f addFlags) policy.Settings {
 	s := old
 	if f.given("confirm") {
 		s.Confirm = given.Confirm
@@ -109,7 +117,7 @@ func nonEmpty(list []string) []string {
 }
 
 // settingsChanges lists each changed setting as "name old → new".
-func settingsChanges(old, now keystore.Settings, oldComment, comment string) []string {
+func settingsChanges(old, now policy.Settings, oldComment, comment string) []string {
 	var out []string
 	add := func(name, a, b string) {
 		if a != b {
@@ -154,7 +162,7 @@ func lifetimeText(d time.Duration) string {
 // printSettings says what the key's settings are now: new ones as before,
 // and for a key that was already stored (or loaded), what changed, or that
 // its settings were kept.
-func printSettings(w io.Writer, prev *previousKey, s keystore.Settings, comment string) {
+func printSettings(w io.Writer, prev *previousKey, s policy.Settings, comment string) {
 	text := settingsText(s.Confirm, s.Allow, s.Deny, s.MaxForwardDepth, s.Lifetime)
 	if prev == nil {
 		if text != "" {

@@ -5,13 +5,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/safe-agent/safe-agent/keystore"
+	"github.com/safe-agent/safe-agent/policy"
 )
 
 func TestMergeSettingsKeepsWhatIsNotGiven(t *testing.T) {
 	two := 2
-	old := keystore.Settings{Confirm: true, Allow: []string{"a"}, Deny: []string{"x"}, MaxForwardDepth: &two, Lifetime: time.Hour}
-	given := keystore.Settings{Allow: []string{"a", "b"}, Deny: []string{""}}
+	old := policy.Settings{Confirm: true, Allow: []string{"a"}, Deny: []string{"x"}, MaxForwardDepth: &two, Lifetime: time.Hour}
+	given := policy.Settings{Allow: []string{"a", "b"}, Deny: []string{""}}
 	f := addFlags{changed: func(name string) bool { return name == "allow" || name == "deny" }}
 	got := mergeSettings(old, given, f)
 	if !got.Confirm || strings.Join(got.Allow, ",") != "a,b" || len(got.Deny) != 0 || got.MaxForwardDepth != &two || got.Lifetime != time.Hour {
@@ -25,7 +25,7 @@ func TestMergeSettingsKeepsWhatIsNotGiven(t *testing.T) {
 		t.Errorf("all flags given: %+v, want exactly the given settings", got)
 	}
 	one := 1
-	ch := settingsChanges(keystore.Settings{}, keystore.Settings{Confirm: true, MaxForwardDepth: &one, Lifetime: 90 * time.Minute}, "old", "new")
+	ch := settingsChanges(policy.Settings{}, policy.Settings{Confirm: true, MaxForwardDepth: &one, Lifetime: 90 * time.Minute}, "old", "new")
 	if s := strings.Join(ch, "; "); s != `confirm no → yes; max forward depth (policy) → 1; lifetime none → 1h30m; comment "old" → "new"` {
 		t.Errorf("changes = %q", s)
 	}

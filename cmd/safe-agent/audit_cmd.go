@@ -41,7 +41,7 @@ func newAuditCmd() *cobra.Command {
 		Short: "Show the audit log: which key signed what, for which host, through which hops",
 		Long: `Show the newest records of the audit log as a table, newest last: the
 record's number (SEQ), time, decision (and the prompt's answer), key,
-purpose, path (here → jump (fwd) → destination), the local process chain,
+purpose, path (here → jump (forwarded) → destination), the local process chain,
 and the rule that decided.
 
 On a terminal the table fits its width: long cells are cut with "…" (a
@@ -91,17 +91,6 @@ fingerprint matching any hop; --decision allowed, denied or asked.`,
 	cmd.MarkFlagsMutuallyExclusive("json", "long")
 	cmd.AddCommand(newAuditVerifyCmd(&o.path), newAuditShowCmd(&o.path))
 	return cmd
-}
-
-func auditLogPath(named string) (string, error) {
-	if named != "" {
-		return named, nil
-	}
-	p, err := audit.DefaultPath()
-	if err != nil {
-		return "", fmt.Errorf("audit log location: %w", err)
-	}
-	return p, nil
 }
 
 func runAudit(ctx context.Context, o auditFlags, style outStyle, out, errOut io.Writer) error {
@@ -293,24 +282,14 @@ func auditPurpose(r audit.Record) string {
 	}
 }
 
-// auditPath renders hops as "here → jump.example (fwd) → db.internal";
-// "-" for events that are not requests over a connection.
+// auditPath renders hops in a path's short form, "here → jump.example
+// (forwarded) → db.internal"; "-" for events that are not requests over a
+// connection.
 func auditPath(r audit.Record) string {
 	if len(r.Path) == 0 && r.Event != audit.EventSign && r.Event != audit.EventList {
 		return "-"
 	}
-	parts := []string{"here"}
-	for _, h := range r.Path {
-		name := cut(h.Fingerprint, 20)
-		if len(h.Names) > 0 {
-			name = h.Names[0]
-		}
-		if h.Forwarded {
-			name += " (fwd)"
-		}
-		parts = append(parts, name)
-	}
-	return strings.Join(parts, " → ")
+	return audit.PathOf(r.Path, func(fp string) string { return cut(fp, 20) }).Short()
 }
 
 func auditProcess(c *audit.Client) string {

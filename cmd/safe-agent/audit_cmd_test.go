@@ -99,12 +99,12 @@ func TestAuditTableFormat(t *testing.T) {
 	}
 	// Not a terminal: nothing is cut (a fingerprint with no comment is
 	// shortened by auditKey itself) and there is no colour.
-	want := `SEQ  TIME                 DECISION                    KEY                   PURPOSE               PATH                                     PROCESS                  RULE / DETAIL
-2    2025-03-01 12:00:00  -                           -                     start                 -                                        -                        pid 42
-3    2025-03-01 12:01:00  allowed (asked: yes, 2.3s)  work-laptop           log in as deploy      here → jump.example (fwd) → db.internal  ssh (1234) ← bash (999)  key "work-*" allow jump.example>*.internal: confirmed
-4    2025-03-01 12:02:00  denied                      SHA256:abcdefghijkl…  sign npm              here                                     ssh-keygen (77)          defaults.namespaces: namespace "npm" is not allowed
-5    2025-03-01 12:03:00  -                           -                     lock                  -                                        -                        -
-6    2025-03-01 12:04:00  -                           -                     policy-reload-failed  -                                        -                        /home/u/.config/safe-agent/policy.toml: policy.toml:3:7: unknown key "alow"
+	want := `SEQ  TIME                 DECISION                    KEY                   PURPOSE               PATH                                           PROCESS                  RULE / DETAIL
+2    2025-03-01 12:00:00  -                           -                     start                 -                                              -                        pid 42
+3    2025-03-01 12:01:00  allowed (asked: yes, 2.3s)  work-laptop           log in as deploy      here → jump.example (forwarded) → db.internal  ssh (1234) ← bash (999)  key "work-*" allow jump.example>*.internal: confirmed
+4    2025-03-01 12:02:00  denied                      SHA256:abcdefghijkl…  sign npm              here                                           ssh-keygen (77)          defaults.namespaces: namespace "npm" is not allowed
+5    2025-03-01 12:03:00  -                           -                     lock                  -                                              -                        -
+6    2025-03-01 12:04:00  -                           -                     policy-reload-failed  -                                              -                        /home/u/.config/safe-agent/policy.toml: policy.toml:3:7: unknown key "alow"
 `
 	if got := b.String(); got != want {
 		t.Errorf("table:\n%s\nwant:\n%s", got, want)

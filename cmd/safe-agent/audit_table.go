@@ -372,8 +372,9 @@ func cutChain(s string, w int) string {
 	return cut(s, w)
 }
 
-// cutPath shortens "here → a (fwd) → b (fwd) → dest" by leaving out hops
-// before the destination: "here → a (fwd) → … → dest", then "… → dest".
+// cutPath shortens "here → a (forwarded) → b (forwarded) → dest" by
+// leaving out hops before the destination: "here → a (forwarded) → … →
+// dest", then "… → dest".
 func cutPath(s string, w int) string {
 	if width(s) <= w {
 		return s

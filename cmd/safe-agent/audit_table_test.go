@@ -82,13 +82,13 @@ func TestCutDecisionKeepsTheWord(t *testing.T) {
 }
 
 func TestCutPathKeepsDestination(t *testing.T) {
-	path := "here → jump.example (fwd) → bastion (fwd) → db.internal"
+	path := "here → jump.example (forwarded) → bastion (forwarded) → db.internal"
 	for _, tc := range []struct {
 		w    int
 		want string
 	}{
-		{60, path},
-		{45, "here → jump.example (fwd) → … → db.internal"},
+		{70, path},
+		{55, "here → jump.example (forwarded) → … → db.internal"},
 		{30, "here → … → db.internal"},
 		{16, "… → db.internal"},
 		{10, "here → ju…"},
@@ -201,7 +201,7 @@ func TestAuditLongAndShow(t *testing.T) {
 		"  key          work-laptop SHA256:8OqUHoM3tCzDQJ0XHtSmXgkSG0ZpFKWpbZRcFDIZDPo (ssh-ed25519)\n",
 		"  purpose      log in as deploy\n",
 		"  data sha256  " + audit.DataHash([]byte("x")) + "\n",
-		"  path         here → jump.example (fwd) → db.internal\n",
+		"  path         here → jump.example (forwarded) → db.internal\n",
 		"  hop 1        jump.example SHA256:jumpkey, through a forwarded agent\n",
 		"  hop 2        db.internal SHA256:dbkey\n",
 		"  process      ssh (1234) ← bash (999)\n",

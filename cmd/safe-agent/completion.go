@@ -14,6 +14,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/safe-agent/safe-agent/internal/termtext"
+	"github.com/safe-agent/safe-agent/keystore"
 	"github.com/safe-agent/safe-agent/policy"
 )
 
@@ -57,7 +58,7 @@ See each subcommand's --help for details.`
 	}
 	// Flags whose values are a fixed set.
 	fixed := map[string][]string{
-		"keystore": {"keyring", "none"},
+		"keystore": keystore.Names(),
 		"decision": {"allowed", "denied", "asked"},
 	}
 	var walk func(*cobra.Command)
@@ -119,7 +120,7 @@ func keyCompletion(directive cobra.ShellCompDirective) cobra.CompletionFunc {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), completionTimeout)
 		defer cancel()
-		keys, _ := collectKeys(ctx, agentSocket(socket), "none")
+		keys, _ := collectKeys(ctx, agentSocket(socket), keystore.NameNone)
 		var out []cobra.Completion
 		seen := map[string]bool{}
 		add := func(value, about string) {
@@ -169,7 +170,7 @@ func hostCompletion(path bool) cobra.CompletionFunc {
 // wildcards, negations or @cert-authority and @revoked lines.
 func knownHostNames(named string) []string {
 	var files []string
-	path, explicit, err := policyCmdPath(named)
+	path, explicit, err := policyPath(named)
 	if err == nil {
 		p, err := policy.Load(path)
 		if err != nil && !explicit && errors.Is(err, fs.ErrNotExist) {

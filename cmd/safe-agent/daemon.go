@@ -13,6 +13,7 @@ import (
 
 	"github.com/safe-agent/safe-agent/agent"
 	"github.com/safe-agent/safe-agent/agent/audit"
+	"github.com/safe-agent/safe-agent/internal/hint"
 	"github.com/safe-agent/safe-agent/keystore"
 	"github.com/safe-agent/safe-agent/notify"
 	"github.com/safe-agent/safe-agent/policy"
@@ -37,34 +38,18 @@ type daemon struct {
 	notes []string
 }
 
-// policyPath resolves --policy, then SAFE_AGENT_POLICY, then the default.
-// explicit reports whether the user named the file (then it must exist).
-func policyPath(flag string) (path string, explicit bool, err error) {
-	if flag != "" {
-		return flag, true, nil
-	}
-	if env := os.Getenv("SAFE_AGENT_POLICY"); env != "" {
-		return env, true, nil
-	}
-	p, err := policy.DefaultPath()
-	return p, false, err
-}
-
-func setupDaemon(ctx context.Context, cfg serveConfig, logger *slog.Logger) (*daemon, error) {
-	d := &daemon{log: logger}
+// setupDaemon builds the agent cfg asks for, keeping keys at rest in store.
+func setupDaemon(ctx context.Context, cfg serveConfig, store keystore.Store, logger *slog.Logger) (*daemon, error) {
+	d := &daemon{log: logger, store: store}
 	ok := false
 	defer func() {
 		if !ok {
 			d.close()
 		}
 	}()
-	auditPath := cfg.auditPath
-	if auditPath == "" {
-		p, err := audit.DefaultPath()
-		if err != nil {
-			return nil, fmt.Errorf("audit log location: %w (set --audit-log)", err)
-		}
-		auditPath = p
+	auditPath, err := auditLogPath(cfg.auditPath)
+	if err != nil {
+		return nil, err
 	}
 	// The notifier sends whatever the agent passes it; the policy's
 	// notify setting (reloadable) filters in the agent.
@@ -84,7 +69,11 @@ func setupDaemon(ctx context.Context, cfg serveConfig, logger *slog.Logger) (*da
 		al, err = audit.Open(auditPath, auditOpts)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("open audit log: %w (fix its permissions or choose another --audit-log)", err)
+		fix := "fix its permissions or choose another --audit-log"
+		if errors.Is(err, audit.ErrInUse) {
+			fix = "stop the agent that writes it, or choose another --audit-log"
+		}
+		return nil, hint.Wrap(fmt.Errorf("open audit log: %w", err), fix)
 	}
 	d.audit = al
 	// Records are copied to the journal or syslog as the policy's
@@ -100,11 +89,12 @@ func setupDaemon(ctx context.Context, cfg serveConfig, logger *slog.Logger) (*da
 
 	pp, explicit, err := policyPath(cfg.policyPath)
 	if err != nil {
-		return nil, fmt.Errorf("policy location: %w (set --policy)", err)
+		return nil, err
 	}
 	ph, err := agent.NewPolicyHolder(pp, explicit, logger, al)
 	if err != nil {
-		return nil, fmt.Errorf("policy: %w\nfix the file (check it with `safe-agent policy check %s`) and start again", err, pp)
+		return nil, hint.Wrap(fmt.Errorf("policy: %w", err),
+			fmt.Sprintf("fix the file (check it with `safe-agent policy check %s`) and start again", shellQuote(pp)))
 	}
 	d.policy = ph
 	held.Store(ph)
@@ -121,16 +111,10 @@ func setupDaemon(ctx context.Context, cfg serveConfig, logger *slog.Logger) (*da
 	if !v.Locked() {
 		logger.Warn("private keys are NOT in locked memory (--allow-unlocked-memory): they may be swapped to disk; raise the memlock limit (ulimit -l, or LimitMEMLOCK= in the systemd unit)")
 	}
-	switch cfg.keystore {
-	case "keyring":
-		d.store = keystore.NewKeyring("safe-agent", 10*time.Second, logger)
-	default:
-		d.store = keystore.NewMemory()
-	}
-
 	d.server = agent.New(agent.Options{
 		PromptEnv:          notify.EnvFromList(os.Environ()),
 		Notifier:           n,
+		Upstreams:          cfg.upstreams,
 		Logger:             logger,
 		Debug:              cfg.debug,
 		DefaultLifetime:    cfg.lifetime,
@@ -190,7 +174,7 @@ func (d *daemon) auditSpaceLow(h audit.Health) {
 // keyring is available.
 func (d *daemon) loadStoredKeys(ctx context.Context) {
 	defer close(d.loaded)
-	if d.store.Name() == "none" {
+	if d.store.Name() == keystore.NameNone {
 		return
 	}
 	warned := ""
@@ -208,11 +192,7 @@ func (d *daemon) loadStoredKeys(ctx context.Context) {
 		}
 		msg := err.Error()
 		if msg != warned {
-			hint := "; keys added with ssh-add still work, and stored keys load as soon as the keyring is available"
-			if !strings.Contains(msg, "--keystore none") {
-				hint += " (or run with --keystore none)"
-			}
-			d.log.Warn("stored keys not loaded: "+msg+hint, "retry", "every 10s")
+			d.log.Warn("stored keys not loaded: "+msg+"; "+keystoreAdvice(err), "retry", "every 10s")
 			warned = msg
 		}
 		d.setNotes("stored keys not loaded: " + msg)
@@ -246,8 +226,7 @@ func (d *daemon) addStored(keys []keystore.StoredKey, problems []error, skip map
 			d.log.Warn("stored key not loaded", "fingerprint", k.Fingerprint, "comment", k.Comment, "err", err)
 			continue
 		}
-		s := k.Settings
-		info, err := d.server.AddKey(lk, k.Comment, agent.KeyOptions{Confirm: s.Confirm, Allow: s.Allow, Deny: s.Deny, MaxForwardDepth: s.MaxForwardDepth, Lifetime: s.Lifetime, Stored: true})
+		info, err := d.server.AddKey(lk, k.Comment, fromStored(k.Settings))
 		if err != nil {
 			d.log.Warn("stored key not loaded", "fingerprint", k.Fingerprint, "comment", k.Comment, "err", err)
 			continue
@@ -272,7 +251,7 @@ func (d *daemon) reload(why string) {
 // their state (lifetime, remembered answers). A locked agent is left as
 // it is: it would not show the keys anyway, and cannot say which it holds.
 func (d *daemon) reloadStoredKeys(why string) {
-	if d.store == nil || d.store.Name() == "none" || d.ctx == nil {
+	if d.store == nil || d.store.Name() == keystore.NameNone || d.ctx == nil {
 		return
 	}
 	d.reloads.Add(1)
@@ -326,4 +305,16 @@ func (d *daemon) close() {
 	if d.notifier != nil {
 		d.notifier.Close()
 	}
+}
+
+// keystoreAdvice says what to do about a keystore the agent cannot load
+// keys from: the keystore's own hint, that the agent keeps serving, and
+// the flag that does without the keyring.
+func keystoreAdvice(err error) string {
+	var parts []string
+	if h := hint.Of(err); h != "" {
+		parts = append(parts, h)
+	}
+	parts = append(parts, "keys added with ssh-add still work, and stored keys load as soon as the keyring is available ("+keystoreUnlockHint+")")
+	return strings.Join(parts, "; ")
 }

@@ -22,7 +22,6 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/safe-agent/safe-agent/agent"
-	"github.com/safe-agent/safe-agent/agent/audit"
 	"github.com/safe-agent/safe-agent/internal/termtext"
 	"github.com/safe-agent/safe-agent/keystore"
 	"github.com/safe-agent/safe-agent/notify"
@@ -99,6 +98,8 @@ FAIL, and for each problem the fix:
   memory       keys can be held in locked memory (RLIMIT_MEMLOCK)
   audit log    the audit log can be written
   policy       the policy file is valid, and the agent's last reload worked
+  upstream     each upstream agent (serve --upstream, upstream in the
+               policy file) answers, and how many keys it offers
 
 When an agent answers, its policy file and audit log are checked; otherwise
 the defaults ($SAFE_AGENT_POLICY, $XDG_CONFIG_HOME/safe-agent/policy.toml,
@@ -124,7 +125,7 @@ func runDoctor(ctx context.Context, env doctorEnv, out io.Writer) error {
 		// A running agent started with it: had the file been named and
 		// missing, it would have refused to start.
 		policyPathName = st.Policy
-	} else if p, e, err := policyCmdPath(""); err == nil {
+	} else if p, e, err := policyPath(""); err == nil {
 		policyPathName, explicit = p, e
 	}
 	pol, policyRes := checkPolicyFile(policyPathName, explicit, st)
@@ -132,7 +133,7 @@ func runDoctor(ctx context.Context, env doctorEnv, out io.Writer) error {
 	auditPath := ""
 	if st != nil && st.AuditLog != "" {
 		auditPath = st.AuditLog
-	} else if p, err := audit.DefaultPath(); err == nil {
+	} else if p, err := auditLogPath(""); err == nil {
 		auditPath = p
 	}
 
@@ -147,6 +148,7 @@ func runDoctor(ctx context.Context, env doctorEnv, out io.Writer) error {
 		checkAuditLog(auditPath),
 		policyRes,
 	}
+	results = append(results, checkUpstreams(st)...)
 	fails, warns := 0, 0
 	for _, r := range results {
 		printCheck(out, r)
@@ -203,7 +205,7 @@ func printCheck(w io.Writer, r checkResult) {
 func checkAgent(env doctorEnv) (checkResult, *agent.Status) {
 	r := checkResult{Name: "agent"}
 	sock := env.getenv("SSH_AUTH_SOCK")
-	def := agent.DefaultSocketPath()
+	def := defaultSocket()
 	envFix := "point this shell at safe-agent: eval \"$(safe-agent env)\"\nand add that line to your shell's start-up file (~/.bashrc, ~/.zshrc; `safe-agent env --help` for fish and csh)"
 	if sock == "" {
 		r.Status, r.Msg, r.Fix = checkFail, "SSH_AUTH_SOCK is not set: ssh, ssh-add and git cannot reach any agent", envFix
@@ -468,7 +470,7 @@ func checkKnownHosts(p *policy.Policy, policyPath string, st *agent.Status) chec
 func checkKeyring(ctx context.Context, env doctorEnv, st *agent.Status) checkResult {
 	r := checkResult{Name: "keyring"}
 	fail := checkFail
-	if st != nil && st.Keystore == "none" {
+	if st != nil && st.Keystore == keystore.NameNone {
 		// The agent does without; only `safe-agent add` (storing) needs it.
 		fail = checkWarn
 		r.Notes = append(r.Notes, "the agent runs with --keystore none: keys are not stored; add them with `safe-agent add --no-store` or ssh-add")

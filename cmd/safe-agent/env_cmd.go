@@ -9,8 +9,6 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
-
-	"github.com/safe-agent/safe-agent/agent"
 )
 
 // shellSyntax is how a family of shells sets an environment variable.
@@ -144,7 +142,7 @@ func runEnvCmd(shell, socket, envShell string, out io.Writer) error {
 		return err
 	}
 	if socket == "" {
-		socket = agent.DefaultSocketPath()
+		socket = defaultSocket()
 	}
 	if !filepath.IsAbs(socket) {
 		abs, err := filepath.Abs(socket)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -24,19 +25,8 @@ import (
 	"github.com/safe-agent/safe-agent/agent"
 	"github.com/safe-agent/safe-agent/internal/termtext"
 	"github.com/safe-agent/safe-agent/keystore"
+	"github.com/safe-agent/safe-agent/policy"
 )
-
-// agentSocket is where the CLI finds the running agent: --socket, then
-// SSH_AUTH_SOCK, then the default path.
-func agentSocket(flag string) string {
-	if flag != "" {
-		return flag
-	}
-	if s := os.Getenv("SSH_AUTH_SOCK"); s != "" {
-		return s
-	}
-	return agent.DefaultSocketPath()
-}
 
 // dialAgent connects to a running agent; nil when none answers.
 func dialAgent(socket string) (sshagent.ExtendedAgent, net.Conn) {
@@ -62,15 +52,31 @@ func agentJSON(ag sshagent.ExtendedAgent, ext string, v any) error {
 	return json.Unmarshal(res[1:], v)
 }
 
-func newKeystore(name string) (keystore.Store, error) {
-	switch name {
-	case "keyring":
-		return keystore.NewKeyring("safe-agent", 10*time.Second, nil), nil
-	case "none":
-		return keystore.NewMemory(), nil
+// newKeystore opens the --keystore backend called name; log may be nil.
+func newKeystore(name string, log *slog.Logger) (keystore.Store, error) {
+	s, err := keystore.Open(name, log)
+	if err != nil {
+		return nil, fmt.Errorf("--keystore: %w", err)
 	}
-	return nil, fmt.Errorf("--keystore %q: use keyring or none", name)
+	return s, nil
 }
+
+// keystoreFlag adds --keystore (default: the first of keystore.Names) to
+// fs; usage is followed by the names it takes and what each keeps keys in.
+func keystoreFlag(fs interface {
+	StringVar(p *string, name, value, usage string)
+}, p *string, usage string) {
+	names := keystore.Names()
+	choices := make([]string, len(names))
+	for i, n := range names {
+		choices[i] = n + " (" + keystore.About(n) + ")"
+	}
+	fs.StringVar(p, "keystore", names[0], usage+": "+strings.Join(choices, " or "))
+}
+
+// keystoreUnlockHint is the flag-naming advice cmd adds to a keystore
+// that cannot be reached: the agent can run without it.
+const keystoreUnlockHint = "or run with --keystore " + keystore.NameNone
 
 type addFlags struct {
 	confirm  bool
@@ -123,7 +129,7 @@ With no KEYFILE it adds the default keys that exist, as ssh-add does:
 	fl.StringVar(&f.comment, "comment", "", "comment to store with the key (default: the key's own)")
 	fl.BoolVar(&f.noStore, "no-store", false, "load into the running agent only; do not store in the keyring")
 	fl.StringVar(&f.socket, "socket", "", "agent socket (default $SSH_AUTH_SOCK)")
-	fl.StringVar(&f.keystore, "keystore", "keyring", "where to store keys: keyring or none")
+	keystoreFlag(fl, &f.keystore, "where to store keys")
 	f.changed = fl.Changed
 	return cmd
 }
@@ -132,14 +138,14 @@ func runAdd(ctx context.Context, f addFlags, files []string, stdout, stderr io.W
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	settings := keystore.Settings{Confirm: f.confirm, Allow: f.allow, Deny: f.deny, Lifetime: f.lifetime}
+	settings := policy.Settings{Confirm: f.confirm, Allow: f.allow, Deny: f.deny, Lifetime: f.lifetime}
 	if f.maxDepth >= 0 {
 		d := f.maxDepth
 		settings.MaxForwardDepth = &d
 	}
 	var store keystore.Store
 	if !f.noStore {
-		s, err := newKeystore(f.keystore)
+		s, err := newKeystore(f.keystore, nil)
 		if err != nil {
 			return err
 		}
@@ -150,7 +156,7 @@ func runAdd(ctx context.Context, f addFlags, files []string, stdout, stderr io.W
 	if conn != nil {
 		defer conn.Close()
 	}
-	if ag == nil && (store == nil || store.Name() == "none") {
+	if ag == nil && (store == nil || store.Name() == keystore.NameNone) {
 		why := "--no-store was given"
 		if store != nil {
 			why = "--keystore none keeps nothing"
@@ -205,7 +211,7 @@ func skipPublicHalves(files []string, stdout io.Writer) []string {
 // a keystore, already loaded) keeps its settings except those given as
 // flags. did reports whether anything was changed, also when err says
 // what then failed.
-func addOne(ctx context.Context, file string, f addFlags, given keystore.Settings, store keystore.Store, ag sshagent.ExtendedAgent, loaded map[string]agent.KeyInfo, stdout io.Writer) (did bool, err error) {
+func addOne(ctx context.Context, file string, f addFlags, given policy.Settings, store keystore.Store, ag sshagent.ExtendedAgent, loaded map[string]agent.KeyInfo, stdout io.Writer) (did bool, err error) {
 	data, err := os.ReadFile(file)
 	if err != nil {
 		return false, fmt.Errorf("read %s: %w", file, err)
@@ -226,7 +232,7 @@ func addOne(ctx context.Context, file string, f addFlags, given keystore.Setting
 	if err != nil {
 		return false, fmt.Errorf("%s: read the settings it may be stored with: %w\nnothing was changed, so no stored setting is lost", file, err)
 	}
-	settings, added := mergeSettings(keystore.Settings{}, given, f), time.Now()
+	settings, added := mergeSettings(policy.Settings{}, given, f), time.Now()
 	switch {
 	case f.comment != "":
 		comment = f.comment
@@ -241,13 +247,13 @@ func addOne(ctx context.Context, file string, f addFlags, given keystore.Setting
 			added = prev.added
 		}
 	}
-	sk, err := keystore.NewStoredKey(priv, comment, settings, added)
+	sk, err := keystore.NewStoredKey(priv, comment, toStored(settings), added)
 	if err != nil {
 		return false, fmt.Errorf("%s: %w", file, err)
 	}
 	defer clear(sk.PrivateKeyPEM)
 	what := []string{}
-	if store != nil && store.Name() != "none" {
+	if store != nil && store.Name() != keystore.NameNone {
 		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		err := store.Put(sctx, sk)
 		cancel()
@@ -257,14 +263,7 @@ func addOne(ctx context.Context, file string, f addFlags, given keystore.Setting
 		what = append(what, "stored in the keyring")
 	}
 	if ag != nil {
-		ks := agent.KeySettingsConstraint{Allow: settings.Allow, Deny: settings.Deny, MaxForwardDepth: settings.MaxForwardDepth, Stored: len(what) > 0}
-		details, _ := json.Marshal(ks)
-		ak := sshagent.AddedKey{PrivateKey: priv, Comment: comment, ConfirmBeforeUse: settings.Confirm,
-			ConstraintExtensions: []sshagent.ConstraintExtension{{ExtensionName: agent.ExtKeySettings, ExtensionDetails: details}}}
-		if settings.Lifetime > 0 {
-			ak.LifetimeSecs = uint32(settings.Lifetime / time.Second)
-		}
-		if err := ag.Add(ak); err != nil {
+		if err := ag.Add(agent.AddedKeyFor(priv, nil, comment, settings, len(what) > 0)); err != nil {
 			err = fmt.Errorf("load %s into the agent: %w (is the agent on SSH_AUTH_SOCK safe-agent, and unlocked?)", file, err)
 			if len(what) > 0 {
 				return true, fmt.Errorf("%w\n%s is stored in the keyring (with its settings) but not loaded into the agent: run `safe-agent load %s` once the agent takes keys", err, file, fp)
@@ -286,7 +285,7 @@ func addOne(ctx context.Context, file string, f addFlags, given keystore.Setting
 // stored in the keyring: they are short-lived and renewed, and the agent
 // drops each at its ValidBefore. A certificate that cannot be added is
 // reported; the key itself is loaded either way.
-func addCertificate(ag sshagent.ExtendedAgent, file string, priv any, comment string, settings keystore.Settings, stdout io.Writer) {
+func addCertificate(ag sshagent.ExtendedAgent, file string, priv any, comment string, settings policy.Settings, stdout io.Writer) {
 	certFile := strings.TrimSuffix(file, ".pem") + "-cert.pub"
 	data, err := os.ReadFile(certFile)
 	if err != nil {
@@ -303,15 +302,8 @@ func addCertificate(ag sshagent.ExtendedAgent, file string, priv any, comment st
 		fmt.Fprintf(stdout, "  %s certifies another key: not added\n", certFile)
 		return
 	}
-	ks := agent.KeySettingsConstraint{Allow: settings.Allow, Deny: settings.Deny, MaxForwardDepth: settings.MaxForwardDepth}
-	details, _ := json.Marshal(ks)
-	ak := sshagent.AddedKey{PrivateKey: priv, Certificate: cert, Comment: comment, ConfirmBeforeUse: settings.Confirm,
-		ConstraintExtensions: []sshagent.ConstraintExtension{{ExtensionName: agent.ExtKeySettings, ExtensionDetails: details}}}
-	if settings.Lifetime > 0 {
-		ak.LifetimeSecs = uint32(settings.Lifetime / time.Second)
-	}
 	left := certTimeLeft(agent.CertInfoOf(cert), time.Now())
-	if err := ag.Add(ak); err != nil {
+	if err := ag.Add(agent.AddedKeyFor(priv, cert, comment, settings, false)); err != nil {
 		fmt.Fprintf(stdout, "  certificate %s (%s) not added: %v; renew it, then run this again\n", certFile, left, err)
 		return
 	}
@@ -460,7 +452,7 @@ func newListCmd() *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&f.json, "json", false, "print JSON")
 	cmd.Flags().StringVar(&f.socket, "socket", "", "agent socket (default $SSH_AUTH_SOCK)")
-	cmd.Flags().StringVar(&f.keystore, "keystore", "keyring", "keystore to read: keyring or none")
+	keystoreFlag(cmd.Flags(), &f.keystore, "keystore to read")
 	return cmd
 }
 
@@ -490,7 +482,7 @@ func collectKeys(ctx context.Context, socket, storeName string) ([]listedKey, []
 	} else {
 		notes = append(notes, fmt.Sprintf("no agent answers on %s", socket))
 	}
-	if store, err := newKeystore(storeName); err == nil && store.Name() != "none" {
+	if store, err := newKeystore(storeName, nil); err == nil && store.Name() != keystore.NameNone {
 		lctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 		keys, problems, err := store.Load(lctx)
 		cancel()
@@ -626,6 +618,9 @@ func printKeyTable(w io.Writer, keys []listedKey) {
 		if s == "" {
 			s = "-"
 		}
+		if k.Upstream != "" {
+			s += " (upstream " + k.Upstream + ")"
+		}
 		e := termtext.Escape
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e(k.Fingerprint), e(k.Type), e(k.Comment), yesNo(k.InStore), yesNo(k.Loaded), e(s))
 	}
@@ -648,7 +643,7 @@ func newRemoveCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&socket, "socket", "", "agent socket (default $SSH_AUTH_SOCK)")
-	cmd.Flags().StringVar(&storeName, "keystore", "keyring", "keystore: keyring or none")
+	keystoreFlag(cmd.Flags(), &storeName, "keystore")
 	return cmd
 }
 
@@ -824,8 +819,8 @@ func stillStoredText(k listedKey, done []string, err error) string {
 // deleteStored deletes fingerprint from the keystore; deleted is false
 // when it is not stored there (or the keystore is "none").
 func deleteStored(ctx context.Context, storeName, fingerprint string) (deleted bool, err error) {
-	store, err := newKeystore(storeName)
-	if err != nil || store.Name() == "none" {
+	store, err := newKeystore(storeName, nil)
+	if err != nil || store.Name() == keystore.NameNone {
 		return false, err
 	}
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +11,7 @@ import (
 	sshagent "golang.org/x/crypto/ssh/agent"
 
 	"github.com/safe-agent/safe-agent/agent"
+	"github.com/safe-agent/safe-agent/internal/hint"
 	"github.com/safe-agent/safe-agent/internal/termtext"
 	"github.com/safe-agent/safe-agent/keystore"
 )
@@ -37,7 +37,7 @@ SIGHUP does the same for every stored key.`,
 		},
 	}
 	cmd.Flags().StringVar(&socket, "socket", "", "agent socket (default $SSH_AUTH_SOCK)")
-	cmd.Flags().StringVar(&storeName, "keystore", "keyring", "keystore to load from: keyring")
+	cmd.Flags().StringVar(&storeName, "keystore", keystore.NameKeyring, "keystore to load from: "+keystore.NameKeyring)
 	return cmd
 }
 
@@ -46,12 +46,12 @@ func runLoad(ctx context.Context, socket, storeName string, names []string, stdo
 		ctx = context.Background()
 	}
 	socket = agentSocket(socket)
-	store, err := newKeystore(storeName)
+	store, err := newKeystore(storeName, nil)
 	if err != nil {
 		return err
 	}
-	if store.Name() == "none" {
-		return errors.New("--keystore none keeps no keys: nothing to load (use --keystore keyring)")
+	if store.Name() == keystore.NameNone {
+		return hint.New("--keystore none keeps no keys: nothing to load", "use --keystore "+keystore.NameKeyring)
 	}
 	ag, conn := dialAgent(socket)
 	if ag == nil {
@@ -174,17 +174,8 @@ func loadStored(ag sshagent.ExtendedAgent, sk *keystore.StoredKey, stdout io.Wri
 	if err != nil {
 		return err
 	}
-	s := sk.Settings
-	details, err := json.Marshal(agent.KeySettingsConstraint{Allow: s.Allow, Deny: s.Deny, MaxForwardDepth: s.MaxForwardDepth, Stored: true})
-	if err != nil {
-		return fmt.Errorf("encode settings: %w", err)
-	}
-	ak := sshagent.AddedKey{PrivateKey: priv, Comment: sk.Comment, ConfirmBeforeUse: s.Confirm,
-		ConstraintExtensions: []sshagent.ConstraintExtension{{ExtensionName: agent.ExtKeySettings, ExtensionDetails: details}}}
-	if s.Lifetime > 0 {
-		ak.LifetimeSecs = uint32(s.Lifetime / time.Second)
-	}
-	if err := ag.Add(ak); err != nil {
+	s := fromStored(sk.Settings)
+	if err := ag.Add(agent.AddedKeyFor(priv, nil, sk.Comment, s, true)); err != nil {
 		return fmt.Errorf("load into the agent: %w (is the agent locked? `safe-agent unlock`)", err)
 	}
 	fmt.Fprintf(stdout, "%s %s (%s): loaded into the agent\n", sk.Fingerprint, termtext.Escape(sk.Comment), keyTypeOf(priv))

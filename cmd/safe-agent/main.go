@@ -4,10 +4,14 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/safe-agent/safe-agent/internal/hint"
 )
 
 func main() {
@@ -30,10 +34,19 @@ func run(args []string) int {
 			}
 			return ec.code
 		}
-		fmt.Fprintln(os.Stderr, "safe-agent:", err)
+		printError(os.Stderr, "safe-agent", err)
 		return 1
 	}
 	return 0
+}
+
+// printError prints err and, on a line of its own, the hint it carries:
+// the message says what went wrong, the hint what to do about it.
+func printError(w io.Writer, prog string, err error) {
+	fmt.Fprintf(w, "%s: %v\n", prog, err)
+	if h := hint.Of(err); h != "" {
+		fmt.Fprintf(w, "hint: %s\n", strings.ReplaceAll(h, "\n", "\n      "))
+	}
 }
 
 func newRootCmd() *cobra.Command {

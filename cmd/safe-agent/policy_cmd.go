@@ -41,27 +41,13 @@ of them.`,
 	return cmd
 }
 
-// policyCmdPath picks the policy file: the one named, else
-// $SAFE_AGENT_POLICY, else the default path. explicit reports whether the
-// person chose it (then a missing file is an error).
-func policyCmdPath(named string) (path string, explicit bool, err error) {
-	if named != "" {
-		return named, true, nil
-	}
-	if env := os.Getenv("SAFE_AGENT_POLICY"); env != "" {
-		return env, true, nil
-	}
-	path, err = policy.DefaultPath()
-	return path, false, err
-}
-
 // loadPolicyForCmd loads the policy the way the agent would. Invalid files
 // are printed to errOut as FILE:LINE:COL: message lines and end the program
 // with status 1. When no file is named (nor $SAFE_AGENT_POLICY) and an
 // agent answers (st), its policy file is the one used: that is the policy
 // that decides.
 func loadPolicyForCmd(named string, st *agent.Status, errOut io.Writer) (*policy.Policy, error) {
-	path, explicit, err := policyCmdPath(named)
+	path, explicit, err := policyPath(named)
 	if named == "" && os.Getenv("SAFE_AGENT_POLICY") == "" && st != nil && st.Policy != "" {
 		path, explicit, err = st.Policy, !st.PolicyDefaults, nil
 	}

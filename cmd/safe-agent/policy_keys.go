@@ -11,6 +11,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/safe-agent/safe-agent/agent"
+	"github.com/safe-agent/safe-agent/keystore"
 	"github.com/safe-agent/safe-agent/policy"
 )
 
@@ -40,8 +41,8 @@ func loadAgentKeys(ctx context.Context, socket string) agentKeys {
 		return ak
 	}
 	store := st.Keystore
-	if store != "keyring" {
-		store = "none"
+	if store != keystore.NameKeyring {
+		store = keystore.NameNone
 	}
 	keys, notes := collectKeys(ctx, socket, store)
 	ak.status, ak.keys = &st, keys
@@ -59,7 +60,7 @@ type explainTarget struct {
 }
 
 // policyKeyOf describes a listed key to the policy as the agent does
-// (agent.policyKey/policySettings): a certificate with its CA and
+// (agent.policyKey, the identity's settings): a certificate with its CA and
 // principals, checked by policy.CertOf, and the key's own settings.
 func policyKeyOf(k listedKey) (policy.Key, policy.Settings) {
 	pk := policy.Key{Fingerprint: k.Fingerprint, Comment: k.Comment, Type: k.Type}
@@ -70,8 +71,7 @@ func policyKeyOf(k listedKey) (policy.Key, policy.Settings) {
 			}
 		}
 	}
-	s := policy.Settings{Confirm: k.Confirm, Allow: k.Allow, Deny: k.Deny, MaxForwardDepth: k.MaxForwardDepth}
-	return pk, s
+	return pk, k.Settings()
 }
 
 // where says where a key is, for people.

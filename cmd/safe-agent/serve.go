@@ -18,6 +18,7 @@ import (
 	sshagent "golang.org/x/crypto/ssh/agent"
 
 	"github.com/safe-agent/safe-agent/agent"
+	"github.com/safe-agent/safe-agent/internal/hint"
 	"github.com/safe-agent/safe-agent/keystore"
 )
 
@@ -41,6 +42,8 @@ type serveConfig struct {
 	// negative is none.
 	maxConns, maxConnsPerProcess, maxConnsPerPath int
 	idleTimeout                                   time.Duration
+	// upstreams: --upstream, agents whose keys safe-agent fronts.
+	upstreams []string
 }
 
 // connFlags are the serve flags for connection limits, where 0 means
@@ -114,12 +117,13 @@ leaves it in place when it stops.`,
 	limits.register(f)
 	f.StringVar(&cfg.socket, "socket", "", "socket path (default $XDG_RUNTIME_DIR/safe-agent/agent.sock)")
 	f.StringVar(&cfg.policyPath, "policy", "", "policy file (default $SAFE_AGENT_POLICY or $XDG_CONFIG_HOME/safe-agent/policy.toml)")
-	f.StringVar(&cfg.keystore, "keystore", "keyring", "where keys rest: keyring (OS keyring) or none (memory only)")
+	keystoreFlag(f, &cfg.keystore, "where keys rest")
 	f.StringVar(&cfg.auditPath, "audit-log", "", "audit log file (default $XDG_STATE_HOME/safe-agent/audit.jsonl)")
 	f.BoolVarP(&cfg.debug, "debug", "d", false, "log every request to stderr (never key material)")
 	f.DurationVar(&cfg.lifetime, "lifetime", 0, "default lifetime of added keys, e.g. 1h (0 = until removed)")
 	f.BoolVar(&cfg.allowRoot, "allow-root", false, "let root (uid 0) use this agent too")
 	f.BoolVar(&cfg.allowUnlocked, "allow-unlocked-memory", false, "keep running if keys cannot be held in locked memory")
+	f.StringArrayVar(&cfg.upstreams, "upstream", nil, "socket of another agent (YubiKey, TPM, gpg-agent, 1Password…) whose keys are offered under this agent's policy (repeatable)")
 	f.IntVar(&cfg.readyFD, "ready-fd", 0, "")
 	f.IntVar(&cfg.watchPID, "watch-pid", 0, "")
 	f.BoolVar(&cfg.auditFallback, "audit-fallback", false, "")
@@ -170,17 +174,19 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer, pr
 		defer func() {
 			if err != nil {
 				fmt.Fprintf(ready, "error: %v\n", err)
+				if h := hint.Of(err); h != "" {
+					fmt.Fprintf(ready, "hint: %s\n", strings.ReplaceAll(h, "\n", " "))
+				}
 			}
 			ready.Close()
 		}()
 	}
 	if cfg.socket == "" {
-		cfg.socket = agent.DefaultSocketPath()
+		cfg.socket = defaultSocket()
 	}
-	switch cfg.keystore {
-	case "keyring", "none":
-	default:
-		return fmt.Errorf("--keystore %q: use keyring or none", cfg.keystore)
+	store, err := newKeystore(cfg.keystore, logger)
+	if err != nil {
+		return err
 	}
 
 	// Catch signals before anyone can learn our pid or socket, so a quick
@@ -207,7 +213,7 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer, pr
 			return err
 		}
 	}
-	d, err := setupDaemon(ctx, cfg, logger)
+	d, err := setupDaemon(ctx, cfg, store, logger)
 	if err != nil {
 		return err
 	}
@@ -287,21 +293,6 @@ func watchProcess(pid int) <-chan struct{} {
 	return gone
 }
 
-func processAlive(pid int) bool {
-	if err := syscall.Kill(pid, 0); err != nil && errors.Is(err, syscall.ESRCH) {
-		return false
-	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return !errors.Is(err, os.ErrNotExist)
-	}
-	s := string(b)
-	if i := strings.LastIndexByte(s, ')'); i >= 0 && len(s) > i+2 {
-		return s[i+2] != 'Z'
-	}
-	return true
-}
-
 // checkNotRunning fails when an agent answers on socket, naming its pid
 // when it is a safe-agent that says (agent.Listen checks again, racily
 // but harmlessly, when it creates the socket).
@@ -317,6 +308,6 @@ func checkNotRunning(socket string) error {
 	if err := agentJSON(sshagent.NewClient(c).(sshagent.ExtendedAgent), agent.ExtStatus, &st); err == nil && st.PID > 0 {
 		who = fmt.Sprintf(" (pid %d)", st.PID)
 	}
-	return fmt.Errorf("an agent is already running on %s%s: use it (SSH_AUTH_SOCK=%s), stop it first, or choose another --socket",
-		socket, who, shellQuote(socket))
+	return hint.Wrap(fmt.Errorf("an agent is already running on %s%s", socket, who),
+		fmt.Sprintf("use it (SSH_AUTH_SOCK=%s), stop it first, or choose another --socket", shellQuote(socket)))
 }

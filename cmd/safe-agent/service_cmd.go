@@ -13,8 +13,6 @@ import (
 	"text/template"
 
 	"github.com/spf13/cobra"
-
-	"github.com/safe-agent/safe-agent/agent"
 )
 
 // The unit files are part of the binary, so that what `service install`
@@ -336,7 +334,7 @@ func runServiceStatus(m serviceManager, w io.Writer) error {
 		}
 	}
 	m.state(w)
-	socket := agent.DefaultSocketPath()
+	socket := defaultSocket()
 	if st, err := agentStatus(socket); err == nil {
 		fmt.Fprintf(w, "agent: answering on %s (pid %d)\n", socket, st.PID)
 	} else {

@@ -7,8 +7,6 @@ import (
 	"io"
 	"path/filepath"
 	"strings"
-
-	"github.com/safe-agent/safe-agent/agent"
 )
 
 // launchdLabel names safe-agent's launchd agent.
@@ -35,7 +33,7 @@ func (s launchdService) files() ([]unitFile, error) {
 	data := struct{ Label, Exe, Socket, Log string }{
 		Label:  xmlText(launchdLabel),
 		Exe:    xmlText(s.d.exe),
-		Socket: xmlText(agent.DefaultSocketPath()),
+		Socket: xmlText(defaultSocket()),
 		Log:    xmlText(filepath.Join(s.d.home, "Library", "Logs", "safe-agent.log")),
 	}
 	b, err := renderTemplate("com.github.safe-agent.plist", data)

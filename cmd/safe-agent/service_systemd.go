@@ -6,8 +6,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-
-	"github.com/safe-agent/safe-agent/agent"
 )
 
 // systemdService installs safe-agent as a pair of systemd user units.
@@ -112,8 +110,8 @@ func (s systemdService) enable(w io.Writer) error {
 		sockActive = true
 	}
 	if !sockActive {
-		if st, err := agentStatus(agent.DefaultSocketPath()); err == nil {
-			fmt.Fprintf(w, "Note: an agent started by hand (pid %d) answers on %s; systemd takes that path over now. Stop it (kill %d) once you have checked that the new one works.\n", st.PID, agent.DefaultSocketPath(), st.PID)
+		if st, err := agentStatus(defaultSocket()); err == nil {
+			fmt.Fprintf(w, "Note: an agent started by hand (pid %d) answers on %s; systemd takes that path over now. Stop it (kill %d) once you have checked that the new one works.\n", st.PID, defaultSocket(), st.PID)
 		}
 	}
 	if out, err := s.systemctl("enable", "--now", "safe-agent.socket"); err != nil {

@@ -17,6 +17,9 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/safe-agent/safe-agent/internal/hint"
+	"github.com/safe-agent/safe-agent/keystore"
 )
 
 const sshAgentUsage = `usage: safe-agent ssh-agent [-c | -s] [-Dd] [-a bind_address] [-E fingerprint_hash]
@@ -213,7 +216,7 @@ func sshAgentMain(args []string, stdout, stderr io.Writer) int {
 	} else if abs, err := filepath.Abs(o.socket); err == nil {
 		o.socket = abs
 	}
-	cfg := serveConfig{socket: o.socket, keystore: "none", lifetime: o.lifetime, debug: o.debug, auditFallback: true, removeSocketDir: madeDir}
+	cfg := serveConfig{socket: o.socket, keystore: keystore.NameNone, lifetime: o.lifetime, debug: o.debug, auditFallback: true, removeSocketDir: madeDir}
 	// cleanup removes the directory made above when no agent is left to
 	// (it is empty then; os.Remove leaves a directory that is not).
 	cleanup := func() {
@@ -225,7 +228,7 @@ func sshAgentMain(args []string, stdout, stderr io.Writer) int {
 		printer := func(w io.Writer, socket string, pid int) { printAgentVars(w, csh, socket, pid) }
 		defer cleanup()
 		if err := runServe(context.Background(), cfg, stdout, stderr, printer); err != nil {
-			fmt.Fprintf(stderr, "ssh-agent: %v\n", err)
+			printError(stderr, "ssh-agent", err)
 			return 1
 		}
 		return 0
@@ -237,7 +240,7 @@ func sshAgentMain(args []string, stdout, stderr io.Writer) int {
 	pid, err := startDetachedAgent(cfg, watch)
 	if err != nil {
 		cleanup()
-		fmt.Fprintf(stderr, "ssh-agent: %v\n", err)
+		printError(stderr, "ssh-agent", err)
 		return 1
 	}
 	if len(o.command) == 0 {
@@ -329,13 +332,14 @@ func startDetachedAgent(cfg serveConfig, watchPID int) (int, error) {
 	w.Close()
 	pid := cmd.Process.Pid
 	_ = cmd.Process.Release()
-	line, _ := bufio.NewReader(r).ReadString('\n')
+	br := bufio.NewReader(r)
+	line, _ := br.ReadString('\n')
 	line = strings.TrimSpace(line)
 	if line != "ready" {
 		if line == "" {
 			line = "agent exited before it was ready"
 		}
-		return 0, errors.New(strings.TrimPrefix(line, "error: "))
+		return 0, readyError(line, br)
 	}
 	return pid, nil
 }
@@ -347,5 +351,20 @@ func removeSocketDir(socket string, logger *slog.Logger) {
 	dir := filepath.Dir(socket)
 	if err := os.Remove(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		logger.Warn("could not remove the socket directory", "dir", dir, "err", err)
+	}
+}
+
+// readyError is the error a detached agent reported on its ready pipe:
+// "error: MESSAGE", then "hint: HINT" when the error carries one.
+func readyError(line string, rest *bufio.Reader) error {
+	err := errors.New(strings.TrimPrefix(line, "error: "))
+	for {
+		l, rerr := rest.ReadString('\n')
+		if h, ok := strings.CutPrefix(strings.TrimSpace(l), "hint: "); ok {
+			return hint.Wrap(err, h)
+		}
+		if rerr != nil {
+			return err
+		}
 	}
 }

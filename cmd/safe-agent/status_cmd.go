@@ -16,6 +16,7 @@ import (
 	"github.com/safe-agent/safe-agent/agent"
 	"github.com/safe-agent/safe-agent/agent/audit"
 	"github.com/safe-agent/safe-agent/internal/termtext"
+	"github.com/safe-agent/safe-agent/keystore"
 )
 
 // errNotSafeAgent: something answers on the socket, but not safe-agent
@@ -134,7 +135,7 @@ func printStatus(w io.Writer, rep statusReport, socket string, now time.Time) {
 	fmt.Fprintf(w, "safe-agent is running: pid %d, since %s (%s)\n", st.PID, st.Started.Local().Format("2006-01-02 15:04:05"), now.Sub(st.Started).Round(time.Second))
 	fmt.Fprintf(w, "socket:    %s\n", socket)
 	ks := termtext.Escape(orDash(st.Keystore))
-	if ks == "keyring" {
+	if ks == keystore.NameKeyring {
 		ks = "keyring (keys added with `safe-agent add` load at start)"
 	}
 	fmt.Fprintf(w, "keystore:  %s\n", ks)
@@ -161,6 +162,7 @@ func printStatus(w io.Writer, rep statusReport, socket string, now time.Time) {
 	for _, n := range st.Notes {
 		fmt.Fprintf(w, "note:      %s\n", termtext.Escape(n))
 	}
+	printUpstreams(w, st.Upstreams)
 	fmt.Fprintln(w)
 	switch {
 	case st.Locked:

@@ -82,7 +82,7 @@ func TestAuditOutputEscapesClientStrings(t *testing.T) {
 	for _, want := range []string{
 		"log in as " + hostileUserEsc + "  here",                 // PURPOSE, whole: not a terminal
 		`work\u202e\nkey`,                                        // KEY
-		`here → jump\x07.example (fwd)`,                          // PATH
+		`here → jump\x07.example (forwarded)`,                    // PATH
 		`ssh (1) ← evil\x1b]0;title\x07`,                         // PROCESS
 		"defaults.deny: login as " + hostileUserEsc + " refused", // RULE / DETAIL
 	} {

@@ -227,15 +227,7 @@ func whyPath(hops []audit.Hop) string {
 	if len(hops) == 0 {
 		return ""
 	}
-	parts := []string{"here"}
-	for _, h := range hops {
-		n := hopName(h)
-		if h.Forwarded {
-			n += " (forwarded)"
-		}
-		parts = append(parts, n)
-	}
-	return strings.Join(parts, " → ")
+	return audit.PathOf(hops, nil).Long()
 }
 
 func whyProcess(c *audit.Client) string {

@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 import (
@@ -143,17 +145,43 @@ func addKeys(socket string, keys []*benchKey) error {
 	return nil
 }
 
-// signOnceEach makes every key sign once (keys that were loaded and used
-// are what a memory figure should count).
-func signOnceEach(socket string, keys []*benchKey) error {
+// memConns is how many connections signSpread uses: enough to be quick,
+// as a few busy clients would be.
+const memConns = 4
+
+// signSpread makes n signatures, round-robin over keys (every key signs
+// at least once when n ≥ len(keys): keys that were loaded and used are
+// what a memory figure should count), over memConns connections.
+func signSpread(socket string, keys []*benchKey, n int) error {
+	conns := min(memConns, n)
+	errs := make(chan error, conns)
+	for c := range conns {
+		go func() {
+			errs <- signShare(socket, keys, c, conns, n)
+		}()
+	}
+	var first error
+	for range conns {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// signShare makes signatures i, i+step, i+2·step … < n on a connection of
+// its own; signature j uses keys[j % len(keys)].
+func signShare(socket string, keys []*benchKey, i, step, n int) error {
 	c, err := net.Dial("unix", socket)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
 	ag := sshagent.NewClient(c)
-	for _, k := range keys {
-		if _, err := ag.SignWithFlags(k.pub, make([]byte, 64), sshagent.SignatureFlags(k.flags)); err != nil {
+	data := make([]byte, 64)
+	for j := i; j < n; j += step {
+		k := keys[j%len(keys)]
+		if _, err := ag.SignWithFlags(k.pub, data, sshagent.SignatureFlags(k.flags)); err != nil {
 			return fmt.Errorf("sign with %s: %w", k.comment, err)
 		}
 	}

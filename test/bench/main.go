@@ -1,16 +1,23 @@
-// Command bench measures safe-agent against OpenSSH's ssh-agent on one
+//go:build linux
+
+// Command bench measures safe-agent against OpenSSH's ssh-agent and a
+// bare x/crypto keyring agent (agent.NewKeyring served with ServeAgent: no
+// policy, no audit; what the pipeline costs is measured against it) on one
 // machine, in one run: sign throughput and latency per key type and
 // connection count, resident memory, and how fast `serve` is ready.
 //
 // Run it from the repository root:
 //
-//	go run ./test/bench                      # 3 s per cell, 1 and 8 connections
+//	go run ./test/bench                      # 5 interleaved rounds of 2 s per agent and cell
 //	go run ./test/bench -duration 10s -out bench.md
 //
 // safe-agent runs with everything on that `serve` offers: a generated
 // policy of 1,000 [[key]] rules naming a generated known_hosts of 10,000
 // lines (plain and hashed), the audit log, and the fullest keystore and
 // memory protection its flags allow. The report says which were on.
+//
+// It is Linux-only tooling (hence the build tags): it reads processes'
+// memory and the CPU model from /proc.
 package main
 
 import (
@@ -39,13 +46,17 @@ type config struct {
 	out       string
 	keystore  string
 	memKeys   int
+	memSigns  int
+	rounds    int
 	starts    int
 }
 
 func main() {
 	var cfg config
 	var conns, keys string
-	flag.DurationVar(&cfg.duration, "duration", 3*time.Second, "measuring time per agent × key type × connection count")
+	flag.DurationVar(&cfg.duration, "duration", 2*time.Second, "measuring time per agent × key type × connection count, in each round")
+	flag.IntVar(&cfg.rounds, "rounds", 5, "interleaved rounds per cell (the tables show medians)")
+	flag.IntVar(&cfg.memSigns, "mem-signs", 100000, "signatures, spread over the -mem-keys keys, before the memory figure is read")
 	flag.StringVar(&conns, "conns", "1,8", "comma-separated numbers of concurrent connections")
 	flag.StringVar(&keys, "keys", "ed25519,ecdsa-p256,rsa-3072", "comma-separated key types: ed25519, ecdsa-p256, rsa-3072")
 	flag.StringVar(&cfg.safeAgent, "safe-agent", "", "safe-agent binary (default: build ./cmd/safe-agent into a temp dir)")
@@ -54,7 +65,17 @@ func main() {
 	flag.StringVar(&cfg.keystore, "keystore", "auto", "safe-agent --keystore: auto (keyring when a session bus is set, else none), none, keyring")
 	flag.IntVar(&cfg.memKeys, "mem-keys", 100, "ed25519 keys loaded for the memory figure")
 	flag.IntVar(&cfg.starts, "starts", 10, "starts of `serve` for the socket-ready median")
+	bareSock := flag.String(bareFlag, "", "")
 	flag.Parse()
+	if *bareSock != "" {
+		if err := serveBareKeyring(*bareSock); err != nil {
+			fatal(err)
+		}
+		return
+	}
+	if cfg.rounds < 1 {
+		fatal(fmt.Errorf("-rounds %d: must be at least 1", cfg.rounds))
+	}
 	var err error
 	if cfg.conns, err = parseInts(conns); err != nil {
 		fatal(fmt.Errorf("-conns: %w", err))
@@ -136,13 +157,14 @@ func run(ctx context.Context, cfg config, stdout io.Writer) error {
 	}
 
 	rep := &report{w: stdout}
-	rep.printf("# safe-agent vs OpenSSH ssh-agent\n\n")
+	rep.printf("# safe-agent vs OpenSSH ssh-agent and a bare x/crypto keyring\n\n")
 	rep.printf("- machine: %s, %d CPUs (%s), %s\n", runtime.GOOS+"/"+runtime.GOARCH, runtime.NumCPU(), cpuModel(), commandOutput("uname", "-r"))
 	sshPath, _ := exec.LookPath(cfg.sshAgent)
 	rep.printf("- ssh-agent: %s (%s); bench client built with %s\n", sshPath, firstLine(commandOutput("ssh", "-V")), runtime.Version())
-	rep.printf("- %s per cell, 64-byte data, one goroutine per connection doing sequential x/crypto agent Sign calls (RSA: rsa-sha2-512); the bench client shares the CPUs with the agent it measures\n", cfg.duration)
+	rep.printf("- %d interleaved rounds (ssh-agent, safe-agent, bare keyring, again …) of %s per agent and cell, 64-byte data, one goroutine per connection doing sequential x/crypto agent Sign calls (RSA: rsa-sha2-512); the bench client shares the CPUs with the agent it measures\n", cfg.rounds, cfg.duration)
+	rep.printf("- bare keyring: golang.org/x/crypto/ssh/agent NewKeyring served with ServeAgent on a unix socket (this binary, -%s): no policy, no audit\n", bareFlag)
 
-	// Both agents, side by side.
+	// The three agents, side by side.
 	sshSock := filepath.Join(dir, "ssh-agent.sock")
 	sshAg, err := startProc("ssh-agent", exec.Command(cfg.sshAgent, "-D", "-a", sshSock), sshSock, filepath.Join(dir, "ssh-agent.log"), 10*time.Second)
 	if err != nil {
@@ -159,7 +181,13 @@ func run(ctx context.Context, cfg config, stdout io.Writer) error {
 		return err
 	}
 	defer saAg.stop()
-	for _, p := range []*agentProc{sshAg, saAg} {
+	bareAg, err := startBareKeyring(dir, "bare")
+	if err != nil {
+		return err
+	}
+	defer bareAg.stop()
+	agents := [agentCount]*agentProc{agentSSH: sshAg, agentSafe: saAg, agentBare: bareAg}
+	for _, p := range agents {
 		if err := addKeys(p.socket, keys); err != nil {
 			return fmt.Errorf("%s: %w\n%s", p.name, err, p.logTail(10))
 		}
@@ -191,60 +219,41 @@ func run(ctx context.Context, cfg config, stdout io.Writer) error {
 
 	// Throughput and latency.
 	fmt.Fprintln(os.Stderr, "measuring ...")
-	var cells []cell
-	ratio := map[string]float64{}
+	var cells []cellRuns
 	for _, k := range keys {
 		for _, n := range cfg.conns {
-			var pair [2]cell
-			for i, p := range []*agentProc{sshAg, saAg} {
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				c, err := drive(p.name, p.socket, k, n, cfg.duration)
-				if err != nil {
-					return fmt.Errorf("%w\n%s", err, p.logTail(10))
-				}
-				pair[i] = c
-				fmt.Fprintf(os.Stderr, "  %-10s %-10s %2d conns: %8.0f ops/s\n", k.name, p.name, n, c.opsPerSec())
+			cr, err := measureCell(ctx, agents, k, n, cfg.rounds, cfg.duration)
+			if err != nil {
+				return err
 			}
-			cells = append(cells, pair[:]...)
-			ratio[cellKey(k.name, n)] = pair[1].opsPerSec() / pair[0].opsPerSec()
+			cells = append(cells, cr)
 		}
 	}
-	rep.printf("\n| key | conns | agent | ops/s | p50 | p99 | safe-agent / ssh-agent |\n")
-	rep.printf("|---|---:|---|---:|---:|---:|---:|\n")
-	for _, c := range cells {
-		r := ""
-		if c.agent == "safe-agent" {
-			r = fmt.Sprintf("%.2f×", ratio[cellKey(c.key, c.conns)])
-		}
-		rep.printf("| %s | %d | %s | %.0f | %s | %s | %s |\n", c.key, c.conns, c.agent, c.opsPerSec(), fmtDur(c.p50), fmtDur(c.p99), r)
-	}
+	printCells(rep, cells)
 	audited := countLines(auditLog + "*")
 	rep.printf("\nsafe-agent audit log after the run: %d records\n", audited)
 
 	// Memory.
 	rep.printf("\n## Resident memory (VmRSS)\n\n")
-	for _, p := range []*agentProc{sshAg, saAg} {
+	for _, p := range agents {
 		rss, err := procStatus(p.pid(), "VmRSS")
 		if err != nil {
 			return err
 		}
 		rep.printf("- %s after the run (%d keys): %s\n", p.name, len(keys), fmtKB(rss))
 	}
-	sshAg.stop()
-	saAg.stop()
-	memRSS, sshMemRSS, err := memoryWithKeys(cfg, prot, dir, policyPath)
+	for _, p := range agents {
+		p.stop()
+	}
+	fmt.Fprintf(os.Stderr, "memory: %d keys, %d signatures ...\n", cfg.memKeys, cfg.memSigns)
+	mem, err := memoryFigures(cfg, prot, dir, policyPath)
 	if err != nil {
 		return err
 	}
-	bareRSS, _, err := memoryWithKeys(cfg, prot, dir, "")
-	if err != nil {
-		return err
-	}
-	rep.printf("- safe-agent with %d ed25519 keys loaded (each used once, bench policy): %s\n", cfg.memKeys, fmtKB(memRSS))
-	rep.printf("- safe-agent with %d ed25519 keys loaded (each used once, no policy file): %s\n", cfg.memKeys, fmtKB(bareRSS))
-	rep.printf("- ssh-agent with %d ed25519 keys loaded (each used once): %s\n", cfg.memKeys, fmtKB(sshMemRSS))
+	rep.printf("- safe-agent with %d ed25519 keys loaded, after %d signatures spread over them (bench policy): %s\n", cfg.memKeys, cfg.memSigns, fmtKB(mem.safe))
+	rep.printf("- bare keyring with %d ed25519 keys loaded, after %d signatures spread over them: %s\n", cfg.memKeys, cfg.memSigns, fmtKB(mem.bare))
+	rep.printf("- safe-agent with %d ed25519 keys loaded (each used once, no policy file): %s\n", cfg.memKeys, fmtKB(mem.safeNoPolicy))
+	rep.printf("- ssh-agent with %d ed25519 keys loaded (each used once): %s\n", cfg.memKeys, fmtKB(mem.ssh))
 
 	// Socket ready.
 	rep.printf("\n## Socket ready (exec of `serve` → first list request answered), median of %d starts\n\n", cfg.starts)
@@ -268,18 +277,28 @@ func run(ctx context.Context, cfg config, stdout io.Writer) error {
 		}
 		rep.printf("| %s | %s | %s |\n", name, measured, verdict)
 	}
+	ratioOf := func(conns, against int) (float64, bool) {
+		for _, cr := range cells {
+			if cr.key == "ed25519" && cr.conns == conns {
+				return medianF(cr.ratios(against)), true
+			}
+		}
+		return 0, false
+	}
 	for _, t := range []struct {
-		conns int
-		want  float64
-	}{{1, 4}, {8, 8}} {
-		r, ok := ratio[cellKey("ed25519", t.conns)]
+		conns, against int
+		want           float64
+		name           string
+	}{{1, agentBare, 0.95, "bare keyring"}, {1, agentSSH, 4, "ssh-agent"}, {8, agentSSH, 8, "ssh-agent"}} {
+		name := fmt.Sprintf("ed25519 ≥ %.2g× %s at %d conn", t.want, t.name, t.conns)
+		r, ok := ratioOf(t.conns, t.against)
 		if !ok {
-			rep.printf("| ed25519 ≥ %.0f× ssh-agent at %d conn | not measured (add ed25519 to -keys and %d to -conns) | |\n", t.want, t.conns, t.conns)
+			rep.printf("| %s | not measured (add ed25519 to -keys and %d to -conns) | |\n", name, t.conns)
 			continue
 		}
-		target(fmt.Sprintf("ed25519 ≥ %.0f× ssh-agent at %d conn", t.want, t.conns), r >= t.want, fmt.Sprintf("%.2f×", r))
+		target(name, r >= t.want, fmt.Sprintf("%.2f×", r))
 	}
-	target(fmt.Sprintf("RSS ≤ 16 MB with %d keys", cfg.memKeys), memRSS <= 16*1024, fmtKB(memRSS))
+	target(fmt.Sprintf("RSS ≤ 16 MB with %d keys after %d signatures", cfg.memKeys, cfg.memSigns), mem.safe <= 16*1024, fmtKB(mem.safe))
 	target("socket ready ≤ 50 ms (`--keystore none`)", median(bare) <= 50*time.Millisecond, fmtDur(median(bare)))
 	target("socket ready ≤ 50 ms with the bench policy", median(withPolicy) <= 50*time.Millisecond, fmtDur(median(withPolicy)))
 
@@ -291,51 +310,74 @@ func run(ctx context.Context, cfg config, stdout io.Writer) error {
 	return nil
 }
 
-func cellKey(key string, conns int) string { return key + "/" + strconv.Itoa(conns) }
+// memFigures are the RSS figures, in kB.
+type memFigures struct{ safe, bare, safeNoPolicy, ssh int }
 
-// memoryWithKeys starts fresh agents, loads n ed25519 keys into each and
-// reads their RSS.
-func memoryWithKeys(cfg config, prot protections, dir, policyPath string) (safeRSS, sshRSS int, err error) {
+// memoryFigures starts fresh agents, one at a time, loads cfg.memKeys
+// ed25519 keys into each and reads their RSS: safe-agent (bench policy)
+// and the bare keyring after cfg.memSigns signatures spread over the
+// keys; safe-agent without a policy and ssh-agent after one signature
+// per key.
+func memoryFigures(cfg config, prot protections, dir, policyPath string) (memFigures, error) {
 	var keys []*benchKey
 	for i := range cfg.memKeys {
 		k, err := newBenchKey("ed25519")
 		if err != nil {
-			return 0, 0, err
+			return memFigures{}, err
 		}
 		k.comment = fmt.Sprintf("mem-%03d", i)
 		keys = append(keys, k)
 	}
-	mdir, err := os.MkdirTemp(dir, "mem")
-	if err != nil {
-		return 0, 0, err
+	var m memFigures
+	for _, f := range []struct {
+		out   *int
+		start func(mdir string) (*agentProc, error)
+		signs int
+	}{
+		{&m.safe, func(mdir string) (*agentProc, error) { return startSafeAgent(cfg, prot, mdir, policyPath) }, cfg.memSigns},
+		{&m.bare, func(mdir string) (*agentProc, error) { return startBareKeyring(mdir, "bare") }, cfg.memSigns},
+		{&m.safeNoPolicy, func(mdir string) (*agentProc, error) { return startSafeAgent(cfg, prot, mdir, "") }, len(keys)},
+		{&m.ssh, func(mdir string) (*agentProc, error) {
+			sock := filepath.Join(mdir, "ssh-agent.sock")
+			return startProc("ssh-agent", exec.Command(cfg.sshAgent, "-D", "-a", sock), sock, filepath.Join(mdir, "ssh-agent.log"), 10*time.Second)
+		}, len(keys)},
+	} {
+		mdir, err := os.MkdirTemp(dir, "mem")
+		if err != nil {
+			return m, err
+		}
+		p, err := f.start(mdir)
+		if err != nil {
+			return m, err
+		}
+		rss, err := rssAfterSigning(p, keys, f.signs)
+		p.stop()
+		if err != nil {
+			return m, err
+		}
+		*f.out = rss
 	}
+	return m, nil
+}
+
+// startSafeAgent starts `safe-agent serve` with its state in mdir.
+func startSafeAgent(cfg config, prot protections, mdir, policyPath string) (*agentProc, error) {
 	sock := filepath.Join(mdir, "run", "agent.sock")
 	sa := exec.Command(cfg.safeAgent, prot.serveArgs(sock, filepath.Join(mdir, "state", "audit.jsonl"), policyPath)...)
 	sa.Env = safeAgentEnv(mdir, prot.keystore == "keyring")
-	p, err := startProc("safe-agent", sa, sock, filepath.Join(mdir, "safe-agent.log"), 60*time.Second)
-	if err != nil {
-		return 0, 0, err
+	return startProc("safe-agent", sa, sock, filepath.Join(mdir, "safe-agent.log"), 60*time.Second)
+}
+
+// rssAfterSigning loads keys into p, signs signs times spread over them
+// and reads p's RSS.
+func rssAfterSigning(p *agentProc, keys []*benchKey, signs int) (int, error) {
+	if err := addKeys(p.socket, keys); err != nil {
+		return 0, fmt.Errorf("%s: %w", p.name, err)
 	}
-	defer p.stop()
-	sshSock := filepath.Join(mdir, "ssh-agent.sock")
-	q, err := startProc("ssh-agent", exec.Command(cfg.sshAgent, "-D", "-a", sshSock), sshSock, filepath.Join(mdir, "ssh-agent.log"), 10*time.Second)
-	if err != nil {
-		return 0, 0, err
+	if err := signSpread(p.socket, keys, signs); err != nil {
+		return 0, fmt.Errorf("%s: %w", p.name, err)
 	}
-	defer q.stop()
-	for _, a := range []*agentProc{p, q} {
-		if err := addKeys(a.socket, keys); err != nil {
-			return 0, 0, fmt.Errorf("%s: %w", a.name, err)
-		}
-		if err := signOnceEach(a.socket, keys); err != nil {
-			return 0, 0, fmt.Errorf("%s: %w", a.name, err)
-		}
-	}
-	if safeRSS, err = procStatus(p.pid(), "VmRSS"); err != nil {
-		return 0, 0, err
-	}
-	sshRSS, err = procStatus(q.pid(), "VmRSS")
-	return safeRSS, sshRSS, err
+	return procStatus(p.pid(), "VmRSS")
 }
 
 // readyTimes starts `serve --keystore none` cfg.starts times and measures

@@ -1,4 +1,4 @@
-package agent
+package sshwire
 
 // session-bind@openssh.com: how a connection learns, with the host's own
 // signature, which hosts it passed through. Semantics follow OpenSSH's
@@ -17,13 +17,13 @@ import (
 
 // Limits from OpenSSH's ssh-agent.c (AGENT_MAX_SESSION_IDS, AGENT_MAX_SID_LEN).
 const (
-	MaxSessionBinds    = 16
-	MaxSessionIDLength = 128
+	maxSessionBinds    = 16
+	maxSessionIDLength = 128
 )
 
-// SessionBind is one parsed, not yet verified, session-bind@openssh.com
+// sessionBind is one parsed, not yet verified, session-bind@openssh.com
 // request.
-type SessionBind struct {
+type sessionBind struct {
 	HostKey   ssh.PublicKey // may be *ssh.Certificate for a host certificate
 	SessionID []byte
 	Signature *ssh.Signature // the host's signature over SessionID
@@ -45,10 +45,10 @@ type BindState struct {
 	// only distrusts a connection whose binds all failed; safe-agent
 	// distrusts it after any failure.
 	Failed bool
-	// AuthBound is set once a bind with is_forwarding=0 (a bind for user
+	// authBound is set once a bind with is_forwarding=0 (a bind for user
 	// authentication) is accepted: it is the last bind the connection
 	// accepts.
-	AuthBound bool
+	authBound bool
 }
 
 // sessionBindWire is the extension's payload after its name, per
@@ -60,27 +60,27 @@ type sessionBindWire struct {
 	Forwarded bool
 }
 
-// ParseSessionBind parses the contents of a session-bind@openssh.com
+// parseSessionBind parses the contents of a session-bind@openssh.com
 // extension request (everything after the extension name): string hostkey,
 // string session_id, string signature, bool is_forwarding. Trailing bytes
-// are an error. It does not verify anything; Apply does.
-func ParseSessionBind(contents []byte) (SessionBind, error) {
+// are an error. It does not verify anything; apply does.
+func parseSessionBind(contents []byte) (sessionBind, error) {
 	// x/crypto's parsers alias their input (an ed25519 key is a sub-slice),
 	// and the caller may reuse or zero its buffer.
 	contents = bytes.Clone(contents)
 	var w sessionBindWire
 	if err := ssh.Unmarshal(contents, &w); err != nil {
-		return SessionBind{}, fmt.Errorf("malformed session-bind request: %w", err)
+		return sessionBind{}, fmt.Errorf("malformed session-bind request: %w", err)
 	}
 	key, err := ssh.ParsePublicKey(w.HostKey)
 	if err != nil {
-		return SessionBind{}, fmt.Errorf("session-bind host key: %w", err)
+		return sessionBind{}, fmt.Errorf("session-bind host key: %w", err)
 	}
 	sig := new(ssh.Signature)
 	if err := ssh.Unmarshal(w.Signature, sig); err != nil {
-		return SessionBind{}, fmt.Errorf("session-bind signature: %w", err)
+		return sessionBind{}, fmt.Errorf("session-bind signature: %w", err)
 	}
-	return SessionBind{
+	return sessionBind{
 		HostKey:   key,
 		SessionID: w.SessionID,
 		Signature: sig,
@@ -91,15 +91,15 @@ func ParseSessionBind(contents []byte) (SessionBind, error) {
 // ApplyPayload parses and applies one session-bind request; a parse error
 // marks the connection failed too, as OpenSSH marks it on any attempt.
 func (b *BindState) ApplyPayload(contents []byte) error {
-	sb, err := ParseSessionBind(contents)
+	sb, err := parseSessionBind(contents)
 	if err != nil {
 		b.Failed = true
 		return err
 	}
-	return b.Apply(sb)
+	return b.apply(sb)
 }
 
-// Apply verifies one session-bind and records it as a hop. On any error it
+// apply verifies one session-bind and records it as a hop. On any error it
 // sets b.Failed and returns an error saying why; the error names host keys
 // by type and fingerprint only.
 //
@@ -113,15 +113,15 @@ func (b *BindState) ApplyPayload(contents []byte) error {
 // ed25519, ecdsa P-256/384/521 or RSA (or a certificate of one), an RSA
 // signature with SHA-1 (ssh-rsa), any bind after a failed one, and a
 // duplicate of an earlier hop after the authentication bind all fail.
-func (b *BindState) Apply(sb SessionBind) error {
-	err := b.apply(sb)
+func (b *BindState) apply(sb sessionBind) error {
+	err := b.accept(sb)
 	if err != nil {
 		b.Failed = true
 	}
 	return err
 }
 
-func (b *BindState) apply(sb SessionBind) error {
+func (b *BindState) accept(sb sessionBind) error {
 	if b.Failed {
 		return errors.New("session-bind refused: an earlier session-bind on this connection failed")
 	}
@@ -131,15 +131,15 @@ func (b *BindState) apply(sb SessionBind) error {
 	if len(sb.SessionID) == 0 {
 		return errors.New("session-bind refused: empty session id")
 	}
-	if len(sb.SessionID) > MaxSessionIDLength {
-		return fmt.Errorf("session-bind refused: session id is %d bytes, more than %d", len(sb.SessionID), MaxSessionIDLength)
+	if len(sb.SessionID) > maxSessionIDLength {
+		return fmt.Errorf("session-bind refused: session id is %d bytes, more than %d", len(sb.SessionID), maxSessionIDLength)
 	}
 	if err := verifyHostSignature(sb.HostKey, sb.SessionID, sb.Signature); err != nil {
 		return fmt.Errorf("session-bind refused for %s: %w", hostKeyLabel(sb.HostKey), err)
 	}
 	// OpenSSH checks the authentication bind inside its loop over hops, so a
 	// duplicate of an earlier forwarding hop would pass; here nothing does.
-	if b.AuthBound {
+	if b.authBound {
 		return fmt.Errorf("session-bind refused for %s: the connection already has a bind for authentication, which must be the last", hostKeyLabel(sb.HostKey))
 	}
 	for i, h := range b.Hops {
@@ -154,8 +154,8 @@ func (b *BindState) apply(sb SessionBind) error {
 		return fmt.Errorf("session-bind refused: session id of hop %d (%s) sent again with another host key, %s",
 			i+1, hostKeyLabel(h.HostKey), hostKeyLabel(sb.HostKey))
 	}
-	if len(b.Hops) >= MaxSessionBinds {
-		return fmt.Errorf("session-bind refused for %s: more than %d session-binds on one connection", hostKeyLabel(sb.HostKey), MaxSessionBinds)
+	if len(b.Hops) >= maxSessionBinds {
+		return fmt.Errorf("session-bind refused for %s: more than %d session-binds on one connection", hostKeyLabel(sb.HostKey), maxSessionBinds)
 	}
 	b.Hops = append(b.Hops, Hop{
 		HostKey:   sb.HostKey,
@@ -163,7 +163,7 @@ func (b *BindState) apply(sb SessionBind) error {
 		Forwarded: sb.Forwarded,
 	})
 	if !sb.Forwarded {
-		b.AuthBound = true
+		b.authBound = true
 	}
 	return nil
 }

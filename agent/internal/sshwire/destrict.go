@@ -1,4 +1,4 @@
-package agent
+package sshwire
 
 // ssh-add -h: the restrict-destination-v00@openssh.com key constraint.
 // Decoding follows OpenSSH's ssh-agent.c parse_dest_constraint and
@@ -8,7 +8,7 @@ package agent
 //
 // How the daemon uses it, for a key added with ssh-add -h (d != nil):
 //
-//   - sign request: ok, why := d.PermitSign(ClassifySignDataForKey(data, key), &bind);
+//   - sign request: ok, why := d.PermitSign(Classify(data, key), &bind);
 //     refuse unless ok. As in OpenSSH such a key signs nothing but a login
 //     bound to the connection: no SSHSIG, no opaque data, nothing on a
 //     connection with no session-bind — so also nothing local, not even
@@ -27,6 +27,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/safe-agent/safe-agent/policy"
 )
 
 // Limits from OpenSSH's ssh-agent.c.
@@ -45,29 +47,29 @@ var caSigAlgs = []string{
 	ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256,
 }
 
-// DestKey is one host key (or host CA key) of a DestHop.
-type DestKey struct {
+// destKey is one host key (or host CA key) of a destHop.
+type destKey struct {
 	Key  ssh.PublicKey
 	IsCA bool // a @cert-authority key: matches host certificates it signed for Hostname
 }
 
-// DestHop is one side of a DestRule. An empty Hostname (and no keys) on
+// destHop is one side of a destRule. An empty Hostname (and no keys) on
 // the From side means the user's own machine.
-type DestHop struct {
+type destHop struct {
 	User     string // to side only: a match_pattern glob for the login user; "" = any
 	Hostname string // the name given to ssh-add -h; used to check certificate principals
-	Keys     []DestKey
+	Keys     []destKey
 }
 
-// DestRule is one ssh-add -h argument: "to" or "from>to".
-type DestRule struct {
-	From DestHop
-	To   DestHop
+// destRule is one ssh-add -h argument: "to" or "from>to".
+type destRule struct {
+	From destHop
+	To   destHop
 }
 
 // DestConstraints are the destination constraints a key was added with.
 type DestConstraints struct {
-	Rules []DestRule
+	rules []destRule
 	now   func() time.Time // certificate validity; nil = time.Now
 }
 
@@ -107,95 +109,95 @@ func ParseDestConstraints(details []byte) (*DestConstraints, error) {
 	details = bytes.Clone(details)
 	d := &DestConstraints{}
 	for len(details) > 0 {
-		if len(d.Rules) >= maxDestConstraints {
+		if len(d.rules) >= maxDestConstraints {
 			return nil, fmt.Errorf("more than %d destination constraints", maxDestConstraints)
 		}
 		var w stringThenRest
 		if err := ssh.Unmarshal(details, &w); err != nil {
-			return nil, fmt.Errorf("destination constraint %d: malformed: %w", len(d.Rules)+1, err)
+			return nil, fmt.Errorf("destination constraint %d: malformed: %w", len(d.rules)+1, err)
 		}
 		details = w.Rest
 		r, err := parseDestRule(w.S)
 		if err != nil {
-			return nil, fmt.Errorf("destination constraint %d: %w", len(d.Rules)+1, err)
+			return nil, fmt.Errorf("destination constraint %d: %w", len(d.rules)+1, err)
 		}
-		d.Rules = append(d.Rules, r)
+		d.rules = append(d.rules, r)
 	}
-	if len(d.Rules) == 0 {
+	if len(d.rules) == 0 {
 		return nil, errors.New("destination constraint lists no destinations")
 	}
 	return d, nil
 }
 
-func parseDestRule(b []byte) (DestRule, error) {
+func parseDestRule(b []byte) (destRule, error) {
 	var w destConstraintWire
 	if err := ssh.Unmarshal(b, &w); err != nil {
-		return DestRule{}, fmt.Errorf("malformed: %w", err)
+		return destRule{}, fmt.Errorf("malformed: %w", err)
 	}
 	from, err := parseDestHop(w.From)
 	if err != nil {
-		return DestRule{}, fmt.Errorf("from: %w", err)
+		return destRule{}, fmt.Errorf("from: %w", err)
 	}
 	to, err := parseDestHop(w.To)
 	if err != nil {
-		return DestRule{}, fmt.Errorf("to: %w", err)
+		return destRule{}, fmt.Errorf("to: %w", err)
 	}
 	if len(w.Reserved) != 0 {
-		return DestRule{}, fmt.Errorf("unsupported extensions (%d bytes)", len(w.Reserved))
+		return destRule{}, fmt.Errorf("unsupported extensions (%d bytes)", len(w.Reserved))
 	}
 	if (from.Hostname == "") != (len(from.Keys) == 0) || from.User != "" {
-		return DestRule{}, errors.New(`inconsistent "from" host: it needs both a name and keys, and no user`)
+		return destRule{}, errors.New(`inconsistent "from" host: it needs both a name and keys, and no user`)
 	}
 	if to.Hostname == "" || len(to.Keys) == 0 {
-		return DestRule{}, errors.New(`incomplete "to" host: it needs a name and keys`)
+		return destRule{}, errors.New(`incomplete "to" host: it needs a name and keys`)
 	}
-	return DestRule{From: from, To: to}, nil
+	return destRule{From: from, To: to}, nil
 }
 
-func parseDestHop(b []byte) (DestHop, error) {
+func parseDestHop(b []byte) (destHop, error) {
 	var w destHopWire
 	if err := ssh.Unmarshal(b, &w); err != nil {
-		return DestHop{}, fmt.Errorf("malformed: %w", err)
+		return destHop{}, fmt.Errorf("malformed: %w", err)
 	}
 	if hasNUL(w.User, w.Hostname) {
-		return DestHop{}, errors.New("user or host name contains a NUL byte")
+		return destHop{}, errors.New("user or host name contains a NUL byte")
 	}
 	if len(w.Reserved) != 0 {
-		return DestHop{}, fmt.Errorf("unsupported extensions (%d bytes)", len(w.Reserved))
+		return destHop{}, fmt.Errorf("unsupported extensions (%d bytes)", len(w.Reserved))
 	}
 	if len(w.User) > maxDestUserPatternLen {
-		return DestHop{}, fmt.Errorf("user pattern longer than %d bytes", maxDestUserPatternLen)
+		return destHop{}, fmt.Errorf("user pattern longer than %d bytes", maxDestUserPatternLen)
 	}
-	h := DestHop{User: w.User, Hostname: w.Hostname}
+	h := destHop{User: w.User, Hostname: w.Hostname}
 	for rest := w.Keys; len(rest) > 0; {
 		var k destKeyWire
 		if err := ssh.Unmarshal(rest, &k); err != nil {
-			return DestHop{}, fmt.Errorf("host key %d: malformed: %w", len(h.Keys)+1, err)
+			return destHop{}, fmt.Errorf("host key %d: malformed: %w", len(h.Keys)+1, err)
 		}
 		rest = k.Rest
 		key, err := ssh.ParsePublicKey(k.Blob)
 		if err != nil {
-			return DestHop{}, fmt.Errorf("host key %d: %w", len(h.Keys)+1, err)
+			return destHop{}, fmt.Errorf("host key %d: %w", len(h.Keys)+1, err)
 		}
 		if cert, ok := key.(*ssh.Certificate); ok {
 			// OpenSSH verifies every certificate it parses.
 			if err := verifyCertSignature(cert); err != nil {
-				return DestHop{}, fmt.Errorf("host key %d: %w", len(h.Keys)+1, err)
+				return destHop{}, fmt.Errorf("host key %d: %w", len(h.Keys)+1, err)
 			}
 		}
-		h.Keys = append(h.Keys, DestKey{Key: key, IsCA: k.IsCA})
+		h.Keys = append(h.Keys, destKey{Key: key, IsCA: k.IsCA})
 	}
 	return h, nil
 }
 
-// Permitted checks a sign request's destination for a restricted key, as
+// permitted checks a sign request's destination for a restricted key, as
 // OpenSSH's process_sign_request2 does before it looks at the session id:
 // the connection must have hops and no failed bind, the request must be a
 // login, and every hop must be allowed by a rule from the hop before it
 // (from the user's machine for the first), with the login user checked
 // against the last hop's rule. reason says why not, or which path was
 // allowed. PermitSign adds the checks that need the whole login.
-func (d *DestConstraints) Permitted(b *BindState, login bool, user string) (ok bool, reason string) {
+func (d *DestConstraints) permitted(b *BindState, login bool, user string) (ok bool, reason string) {
 	switch {
 	case b == nil || b.Failed:
 		return false, "a session-bind on this connection failed, so keys restricted with ssh-add -h are refused on it"
@@ -209,11 +211,11 @@ func (d *DestConstraints) Permitted(b *BindState, login bool, user string) (ok b
 }
 
 // PermitSign is the whole check of a sign request for a key added with
-// ssh-add -h: Permitted, then the login must be bound to the connection's
+// ssh-add -h: permitted, then the login must be bound to the connection's
 // last session-bind (CheckLoginBinding), and a login through a forwarded
 // agent must name the destination's host key.
 func (d *DestConstraints) PermitSign(sd SignData, b *BindState) (ok bool, reason string) {
-	if ok, reason = d.Permitted(b, sd.Kind == SignLogin, sd.User); !ok {
+	if ok, reason = d.permitted(b, sd.Purpose == policy.PurposeLogin, sd.User); !ok {
 		return false, reason
 	}
 	if err := CheckLoginBinding(sd, b); err != nil {
@@ -291,8 +293,8 @@ func (d *DestConstraints) whyNot(i int, from, to ssh.PublicKey, user *string) st
 // whose from side matches fromKey (nil: the user's machine), whose to side
 // matches toKey (nil: any) and whose user pattern matches user (nil: not
 // checked).
-func (d *DestConstraints) permittedBy(fromKey, toKey ssh.PublicKey, user *string) (DestRule, bool) {
-	for _, r := range d.Rules {
+func (d *DestConstraints) permittedBy(fromKey, toKey ssh.PublicKey, user *string) (destRule, bool) {
+	for _, r := range d.rules {
 		if fromKey == nil {
 			if r.From.Hostname != "" || len(r.From.Keys) != 0 {
 				continue
@@ -308,13 +310,13 @@ func (d *DestConstraints) permittedBy(fromKey, toKey ssh.PublicKey, user *string
 		}
 		return r, true
 	}
-	return DestRule{}, false
+	return destRule{}, false
 }
 
 // matchKeyHop is OpenSSH's match_key_hop: a plain host key matches a
 // non-CA entry equal to it; a host certificate matches a CA entry for its
 // signing key when it is valid for the hop's host name.
-func (d *DestConstraints) matchKeyHop(key ssh.PublicKey, h DestHop) bool {
+func (d *DestConstraints) matchKeyHop(key ssh.PublicKey, h destHop) bool {
 	cert, isCert := key.(*ssh.Certificate)
 	for _, k := range h.Keys {
 		if !isCert {
@@ -364,8 +366,8 @@ func (d *DestConstraints) String() string {
 	if d == nil {
 		return ""
 	}
-	parts := make([]string, 0, len(d.Rules))
-	for _, r := range d.Rules {
+	parts := make([]string, 0, len(d.rules))
+	for _, r := range d.rules {
 		s := destHopString(r.To)
 		if r.From.Hostname != "" {
 			s = destHopString(r.From) + ">" + s
@@ -375,7 +377,7 @@ func (d *DestConstraints) String() string {
 	return strings.Join(parts, ", ")
 }
 
-func destHopString(h DestHop) string {
+func destHopString(h destHop) string {
 	s := h.Hostname
 	if h.User != "" {
 		s = h.User + "@" + s

@@ -1,4 +1,4 @@
-package agent
+package sshwire
 
 // What is being signed: a login, an SSHSIG, or something opaque. The login
 // parser follows OpenSSH's ssh-agent.c parse_userauth_request, the SSHSIG
@@ -13,15 +13,8 @@ import (
 	"strings"
 
 	"golang.org/x/crypto/ssh"
-)
 
-// SignKind says what the data to sign is.
-type SignKind int
-
-const (
-	SignOpaque SignKind = iota // anything not parseable as the two below
-	SignLogin                  // an SSH_MSG_USERAUTH_REQUEST for publickey authentication
-	SignSSHSIG                 // ssh-keygen -Y sign (git commits, files)
+	"github.com/safe-agent/safe-agent/policy"
 )
 
 // Login methods OpenSSH clients sign.
@@ -36,9 +29,11 @@ const msgUserAuthRequest = 50
 // sshsigMagic starts the data ssh-keygen -Y sign asks an agent to sign.
 const sshsigMagic = "SSHSIG"
 
-// SignData is what ClassifySignData found in the data to sign.
+// SignData is what Classify found in the data to sign. Get one from
+// Classify: policy.PurposeLogin is Purpose's zero value, so a zero
+// SignData reads as a login.
 type SignData struct {
-	Kind SignKind
+	Purpose policy.Purpose
 
 	// Login fields.
 	User      string
@@ -83,28 +78,28 @@ type sshsigWire struct {
 	Hash      []byte
 }
 
-// ClassifySignData says what data is. It never fails: anything that is not
-// exactly a publickey login request or an SSHSIG is SignOpaque. Strings
-// with NUL bytes are refused where OpenSSH would read a C string (OpenSSH
+// classify says what data is. It never fails: anything that is not
+// exactly a publickey login request or an SSHSIG is opaque. Strings with
+// NUL bytes are refused where OpenSSH would read a C string (OpenSSH
 // accepts one trailing NUL; here that data is opaque).
-func ClassifySignData(data []byte) SignData {
+func classify(data []byte) SignData {
 	if sd, ok := parseLogin(data); ok {
 		return sd
 	}
 	if sd, ok := parseSSHSIG(data); ok {
 		return sd
 	}
-	return SignData{Kind: SignOpaque}
+	return SignData{Purpose: policy.PurposeOpaque}
 }
 
-// ClassifySignDataForKey is ClassifySignData for a signature by key: a login
-// that names another key, or an algorithm that key cannot sign, is opaque,
-// as OpenSSH's parse_userauth_request treats it. The daemon should use this
-// form.
-func ClassifySignDataForKey(data []byte, key ssh.PublicKey) SignData {
-	sd := ClassifySignData(data)
-	if sd.Kind == SignLogin && !loginNamesKey(sd, key) {
-		return SignData{Kind: SignOpaque}
+// Classify says what data to be signed by key is: a login (with user and
+// session), an SSHSIG (with namespace) or opaque. A login that names
+// another key, or an algorithm that key cannot sign, is opaque, as
+// OpenSSH's parse_userauth_request treats it.
+func Classify(data []byte, key ssh.PublicKey) SignData {
+	sd := classify(data)
+	if sd.Purpose == policy.PurposeLogin && !loginNamesKey(sd, key) {
+		return SignData{Purpose: policy.PurposeOpaque}
 	}
 	return sd
 }
@@ -124,7 +119,7 @@ func parseLogin(data []byte) (SignData, bool) {
 		return SignData{}, false
 	}
 	sd := SignData{
-		Kind:      SignLogin,
+		Purpose:   policy.PurposeLogin,
 		User:      w.User,
 		Service:   w.Service,
 		Method:    w.Method,
@@ -163,7 +158,7 @@ func parseSSHSIG(data []byte) (SignData, bool) {
 	if err := ssh.Unmarshal(rest, &w); err != nil || hasNUL(w.Namespace, w.HashAlg) {
 		return SignData{}, false
 	}
-	return SignData{Kind: SignSSHSIG, Namespace: w.Namespace, HashAlg: w.HashAlg}, true
+	return SignData{Purpose: policy.PurposeSSHSIG, Namespace: w.Namespace, HashAlg: w.HashAlg}, true
 }
 
 func hasNUL(ss ...string) bool {
@@ -221,7 +216,7 @@ func loginNamesKey(sd SignData, key ssh.PublicKey) bool {
 // for data that is not a login, there is nothing to check and it returns
 // nil. The error says why, without key material.
 func CheckLoginBinding(sd SignData, b *BindState) error {
-	if sd.Kind != SignLogin || b == nil || len(b.Hops) == 0 {
+	if sd.Purpose != policy.PurposeLogin || b == nil || len(b.Hops) == 0 {
 		return nil
 	}
 	last := b.Hops[len(b.Hops)-1]

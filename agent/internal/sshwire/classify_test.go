@@ -1,4 +1,4 @@
-package agent
+package sshwire
 
 import (
 	"bytes"
@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/safe-agent/safe-agent/policy"
 )
 
 // ctLogin is a signed publickey userauth request as RFC 4252 section 7 lays
@@ -53,7 +55,7 @@ func TestClassifySignData(t *testing.T) {
 		f(&l)
 		return ssh.Marshal(l)
 	}
-	opaque := SignData{Kind: SignOpaque}
+	opaque := SignData{Purpose: policy.PurposeOpaque}
 	user := btKey(t, "user").PublicKey()
 	target := btKey(t, "target").PublicKey()
 	cases := []struct {
@@ -61,14 +63,14 @@ func TestClassifySignData(t *testing.T) {
 		data []byte
 		want SignData
 	}{
-		{"publickey login", edit(false, func(*ctLogin) {}), SignData{Kind: SignLogin, User: "deploy", Service: "ssh-connection",
+		{"publickey login", edit(false, func(*ctLogin) {}), SignData{Purpose: policy.PurposeLogin, User: "deploy", Service: "ssh-connection",
 			Method: "publickey", Alg: "ssh-ed25519", SessionID: []byte("session-id"), KeyBlob: user.Marshal()}},
-		{"host-bound login", edit(true, func(*ctLogin) {}), SignData{Kind: SignLogin, User: "deploy", Service: "ssh-connection",
+		{"host-bound login", edit(true, func(*ctLogin) {}), SignData{Purpose: policy.PurposeLogin, User: "deploy", Service: "ssh-connection",
 			Method: "publickey-hostbound-v00@openssh.com", Alg: "ssh-ed25519", SessionID: []byte("session-id"), KeyBlob: user.Marshal(), HostKey: target}},
-		{"empty user is still a login", edit(false, func(l *ctLogin) { l.User = "" }), SignData{Kind: SignLogin, Service: "ssh-connection",
+		{"empty user is still a login", edit(false, func(l *ctLogin) { l.User = "" }), SignData{Purpose: policy.PurposeLogin, Service: "ssh-connection",
 			Method: "publickey", Alg: "ssh-ed25519", SessionID: []byte("session-id"), KeyBlob: user.Marshal()}},
-		{"sshsig", ctSSHSIG("git"), SignData{Kind: SignSSHSIG, Namespace: "git", HashAlg: "sha512"}},
-		{"sshsig file namespace", ctSSHSIG("file"), SignData{Kind: SignSSHSIG, Namespace: "file", HashAlg: "sha512"}},
+		{"sshsig", ctSSHSIG("git"), SignData{Purpose: policy.PurposeSSHSIG, Namespace: "git", HashAlg: "sha512"}},
+		{"sshsig file namespace", ctSSHSIG("file"), SignData{Purpose: policy.PurposeSSHSIG, Namespace: "file", HashAlg: "sha512"}},
 		{"empty", nil, opaque},
 		{"garbage", []byte("this is not a login"), opaque},
 		{"random-looking", bytes.Repeat([]byte{0xa5}, 300), opaque},
@@ -96,9 +98,9 @@ func TestClassifySignData(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			got := ClassifySignData(tc.data)
+			got := classify(tc.data)
 			if !ctEqual(got, tc.want) {
-				t.Fatalf("ClassifySignData = %s\nwant %s", ctString(got), ctString(tc.want))
+				t.Fatalf("classify = %s\nwant %s", ctString(got), ctString(tc.want))
 			}
 		})
 	}
@@ -106,7 +108,7 @@ func TestClassifySignData(t *testing.T) {
 
 func TestClassifyDoesNotAlias(t *testing.T) {
 	data := ssh.Marshal(ctGoodLogin(t, true))
-	sd := ClassifySignData(data)
+	sd := classify(data)
 	clear(data) // the daemon zeroes the data it was asked to sign
 	if string(sd.SessionID) != "session-id" || !bytes.Equal(sd.KeyBlob, btKey(t, "user").PublicKey().Marshal()) ||
 		!hopKeyEqual(sd.HostKey, btKey(t, "target").PublicKey()) {
@@ -114,7 +116,7 @@ func TestClassifyDoesNotAlias(t *testing.T) {
 	}
 }
 
-func TestClassifySignDataForKey(t *testing.T) {
+func TestClassifyForKey(t *testing.T) {
 	withKey := func(signer, alg string) []byte {
 		l := ctGoodLogin(t, false)
 		l.KeyBlob = btKey(t, signer).PublicKey().Marshal()
@@ -125,22 +127,22 @@ func TestClassifySignDataForKey(t *testing.T) {
 		name string
 		data []byte
 		key  string
-		want SignKind
+		want policy.Purpose
 	}{
-		{"ed25519 names itself", withKey("user", "ssh-ed25519"), "user", SignLogin},
-		{"names another key", withKey("user", "ssh-ed25519"), "jump", SignOpaque},
-		{"wrong algorithm for ed25519", withKey("user", "ssh-rsa"), "user", SignOpaque},
-		{"rsa-sha2-512", withKey("rsa", "rsa-sha2-512"), "rsa", SignLogin},
-		{"rsa-sha2-256", withKey("rsa", "rsa-sha2-256"), "rsa", SignLogin},
-		{"ssh-rsa", withKey("rsa", "ssh-rsa"), "rsa", SignLogin},
-		{"ecdsa p256", withKey("p256", "ecdsa-sha2-nistp256"), "p256", SignLogin},
-		{"ecdsa p256 naming p384", withKey("p256", "ecdsa-sha2-nistp384"), "p256", SignOpaque},
-		{"sshsig stays sshsig", ctSSHSIG("git"), "user", SignSSHSIG},
+		{"ed25519 names itself", withKey("user", "ssh-ed25519"), "user", policy.PurposeLogin},
+		{"names another key", withKey("user", "ssh-ed25519"), "jump", policy.PurposeOpaque},
+		{"wrong algorithm for ed25519", withKey("user", "ssh-rsa"), "user", policy.PurposeOpaque},
+		{"rsa-sha2-512", withKey("rsa", "rsa-sha2-512"), "rsa", policy.PurposeLogin},
+		{"rsa-sha2-256", withKey("rsa", "rsa-sha2-256"), "rsa", policy.PurposeLogin},
+		{"ssh-rsa", withKey("rsa", "ssh-rsa"), "rsa", policy.PurposeLogin},
+		{"ecdsa p256", withKey("p256", "ecdsa-sha2-nistp256"), "p256", policy.PurposeLogin},
+		{"ecdsa p256 naming p384", withKey("p256", "ecdsa-sha2-nistp384"), "p256", policy.PurposeOpaque},
+		{"sshsig stays sshsig", ctSSHSIG("git"), "user", policy.PurposeSSHSIG},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := ClassifySignDataForKey(tc.data, btKey(t, tc.key).PublicKey()); got.Kind != tc.want {
-				t.Fatalf("kind = %s, want %s", ctString(got), ctString(SignData{Kind: tc.want}))
+			if got := Classify(tc.data, btKey(t, tc.key).PublicKey()); got.Purpose != tc.want {
+				t.Fatalf("kind = %s, want %s", ctString(got), ctString(SignData{Purpose: tc.want}))
 			}
 		})
 	}
@@ -150,8 +152,8 @@ func TestClassifySignDataForKey(t *testing.T) {
 	}
 	l := ctGoodLogin(t, false)
 	l.KeyBlob, l.Alg = userCert.Marshal(), ssh.CertAlgoRSASHA512v01
-	if got := ClassifySignDataForKey(ssh.Marshal(l), userCert); got.Kind != SignLogin {
-		t.Errorf("RSA certificate login with %s: kind %d, want login", l.Alg, got.Kind)
+	if got := Classify(ssh.Marshal(l), userCert); got.Purpose != policy.PurposeLogin {
+		t.Errorf("RSA certificate login with %s: kind %d, want login", l.Alg, got.Purpose)
 	}
 
 	// The certificate as a file: the agent signs with the plain key, the
@@ -172,26 +174,26 @@ func TestClassifySignDataForKey(t *testing.T) {
 		name string
 		data []byte
 		key  ssh.PublicKey
-		want SignKind
+		want policy.Purpose
 	}{
-		{"plain key, login names its certificate", naming(cert("user", ssh.UserCert), ssh.CertAlgoED25519v01), btKey(t, "user").PublicKey(), SignLogin},
-		{"plain rsa key, login names its certificate with rsa-sha2-256", naming(cert("rsa", ssh.UserCert), ssh.CertAlgoRSASHA256v01), btKey(t, "rsa").PublicKey(), SignLogin},
-		{"plain key, certificate of another key", naming(cert("jump", ssh.UserCert), ssh.CertAlgoED25519v01), btKey(t, "user").PublicKey(), SignOpaque},
-		{"plain key, a host certificate of it", naming(cert("user", ssh.HostCert), ssh.CertAlgoED25519v01), btKey(t, "user").PublicKey(), SignOpaque},
-		{"plain key, certificate with the plain algorithm", naming(cert("user", ssh.UserCert), ssh.KeyAlgoED25519), btKey(t, "user").PublicKey(), SignOpaque},
+		{"plain key, login names its certificate", naming(cert("user", ssh.UserCert), ssh.CertAlgoED25519v01), btKey(t, "user").PublicKey(), policy.PurposeLogin},
+		{"plain rsa key, login names its certificate with rsa-sha2-256", naming(cert("rsa", ssh.UserCert), ssh.CertAlgoRSASHA256v01), btKey(t, "rsa").PublicKey(), policy.PurposeLogin},
+		{"plain key, certificate of another key", naming(cert("jump", ssh.UserCert), ssh.CertAlgoED25519v01), btKey(t, "user").PublicKey(), policy.PurposeOpaque},
+		{"plain key, a host certificate of it", naming(cert("user", ssh.HostCert), ssh.CertAlgoED25519v01), btKey(t, "user").PublicKey(), policy.PurposeOpaque},
+		{"plain key, certificate with the plain algorithm", naming(cert("user", ssh.UserCert), ssh.KeyAlgoED25519), btKey(t, "user").PublicKey(), policy.PurposeOpaque},
 		{"certificate in the agent, login names another certificate of the key", naming(cert("user", ssh.UserCert), ssh.CertAlgoED25519v01), func() *ssh.Certificate {
 			c := cert("user", ssh.UserCert)
 			c.KeyId = "another"
 			c.SignCert(randReader{}, btKey(t, "ca"))
 			return c
-		}(), SignOpaque},
+		}(), policy.PurposeOpaque},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := ClassifySignDataForKey(tc.data, tc.key)
-			if got.Kind != tc.want {
-				t.Fatalf("kind = %s, want %s", ctString(got), ctString(SignData{Kind: tc.want}))
+			got := Classify(tc.data, tc.key)
+			if got.Purpose != tc.want {
+				t.Fatalf("kind = %s, want %s", ctString(got), ctString(SignData{Purpose: tc.want}))
 			}
-			if got.Kind == SignLogin && got.Cert == nil {
+			if got.Purpose == policy.PurposeLogin && got.Cert == nil {
 				t.Errorf("the login's certificate is not kept")
 			}
 		})
@@ -214,10 +216,10 @@ func TestCheckLoginBinding(t *testing.T) {
 	chain := &BindState{Hops: []Hop{
 		{HostKey: jump, SessionID: []byte("sid-jump"), Forwarded: true},
 		{HostKey: target, SessionID: []byte("sid-target")},
-	}, AuthBound: true}
+	}, authBound: true}
 	fwdOnly := &BindState{Hops: []Hop{{HostKey: jump, SessionID: []byte("sid-jump"), Forwarded: true}}}
 	login := func(sid string, hostKey ssh.PublicKey) SignData {
-		return SignData{Kind: SignLogin, User: "deploy", SessionID: []byte(sid), HostKey: hostKey}
+		return SignData{Purpose: policy.PurposeLogin, User: "deploy", SessionID: []byte(sid), HostKey: hostKey}
 	}
 	cases := []struct {
 		name string
@@ -226,7 +228,7 @@ func TestCheckLoginBinding(t *testing.T) {
 		want string
 	}{
 		{"no binds: nothing to check", login("anything", nil), &BindState{}, ""},
-		{"not a login", SignData{Kind: SignSSHSIG, Namespace: "git"}, chain, ""},
+		{"not a login", SignData{Purpose: policy.PurposeSSHSIG, Namespace: "git"}, chain, ""},
 		{"last bind's session", login("sid-target", nil), chain, ""},
 		{"host-bound to the last bind's key", login("sid-target", target), chain, ""},
 		{"another session", login("sid-other", nil), chain,
@@ -265,8 +267,8 @@ func TestClassifyRealOpenSSH(t *testing.T) {
 	}
 	for _, tc := range cases {
 		b, data := btConn(t, tc.conn)
-		sd := ClassifySignDataForKey(data, user)
-		if sd.Kind != SignLogin || sd.User != "root" || sd.Method != MethodPublicKeyHostbound || sd.Alg != "ssh-ed25519" {
+		sd := Classify(data, user)
+		if sd.Purpose != policy.PurposeLogin || sd.User != "root" || sd.Method != MethodPublicKeyHostbound || sd.Alg != "ssh-ed25519" {
 			t.Errorf("conn %d: %s, want a host-bound login as root", tc.conn, ctString(sd))
 			continue
 		}
@@ -285,18 +287,18 @@ func TestClassifyRealOpenSSH(t *testing.T) {
 	// conn 6's binds.
 	_, data3 := btConn(t, 3)
 	b6, _ := btConn(t, 6)
-	if err := CheckLoginBinding(ClassifySignData(data3), b6); err == nil {
+	if err := CheckLoginBinding(classify(data3), b6); err == nil {
 		t.Error("conn 3's login accepted on conn 6")
 	}
 	_, sig := btConn(t, 8)
-	if sd := ClassifySignData(sig); sd.Kind != SignSSHSIG || sd.Namespace != "git" || sd.HashAlg != "sha512" {
+	if sd := classify(sig); sd.Purpose != policy.PurposeSSHSIG || sd.Namespace != "git" || sd.HashAlg != "sha512" {
 		t.Errorf("ssh-keygen -Y sign -n git: %s", ctString(sd))
 	}
 }
 
 func btKnownHostFile(t testing.TB, name string) ssh.PublicKey {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join("testdata", "openssh92", name))
+	raw, err := os.ReadFile(filepath.Join(captureDir, name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,7 +310,7 @@ func btKnownHostFile(t testing.TB, name string) ssh.PublicKey {
 }
 
 func ctEqual(a, b SignData) bool {
-	return a.Kind == b.Kind && a.User == b.User && a.Service == b.Service && a.Method == b.Method && a.Alg == b.Alg &&
+	return a.Purpose == b.Purpose && a.User == b.User && a.Service == b.Service && a.Method == b.Method && a.Alg == b.Alg &&
 		bytes.Equal(a.SessionID, b.SessionID) && bytes.Equal(a.KeyBlob, b.KeyBlob) &&
 		(a.HostKey == nil) == (b.HostKey == nil) && (a.HostKey == nil || hopKeyEqual(a.HostKey, b.HostKey)) &&
 		a.Namespace == b.Namespace && a.HashAlg == b.HashAlg
@@ -316,11 +318,11 @@ func ctEqual(a, b SignData) bool {
 
 func ctString(sd SignData) string {
 	var sb strings.Builder
-	sb.WriteString([]string{"opaque", "login", "sshsig"}[sd.Kind])
-	if sd.Kind == SignLogin {
+	sb.WriteString(sd.Purpose.String())
+	if sd.Purpose == policy.PurposeLogin {
 		sb.WriteString(" user=" + sd.User + " method=" + sd.Method + " alg=" + sd.Alg + " host=" + hostKeyLabel(sd.HostKey))
 	}
-	if sd.Kind == SignSSHSIG {
+	if sd.Purpose == policy.PurposeSSHSIG {
 		sb.WriteString(" namespace=" + sd.Namespace)
 	}
 	return sb.String()
@@ -339,9 +341,9 @@ func FuzzClassifySignData(f *testing.F) {
 	user := btKey(f, "user").PublicKey()
 	f.Fuzz(func(t *testing.T, data []byte) {
 		orig := bytes.Clone(data)
-		sd := ClassifySignData(data)
-		switch sd.Kind {
-		case SignLogin:
+		sd := classify(data)
+		switch sd.Purpose {
+		case policy.PurposeLogin:
 			if len(sd.SessionID) == 0 || sd.Service != "ssh-connection" ||
 				(sd.Method == MethodPublicKeyHostbound) != (sd.HostKey != nil) ||
 				(sd.Method != MethodPublicKey && sd.Method != MethodPublicKeyHostbound) {
@@ -350,18 +352,18 @@ func FuzzClassifySignData(f *testing.F) {
 			if _, err := ssh.ParsePublicKey(sd.KeyBlob); err != nil {
 				t.Fatalf("login with an unparseable key: %v", err)
 			}
-		case SignSSHSIG:
+		case policy.PurposeSSHSIG:
 			if !bytes.HasPrefix(data, []byte("SSHSIG")) {
 				t.Fatal("SSHSIG without the magic")
 			}
-		case SignOpaque:
-			if !ctEqual(sd, SignData{}) {
+		case policy.PurposeOpaque:
+			if !ctEqual(sd, SignData{Purpose: policy.PurposeOpaque}) {
 				t.Fatalf("opaque with fields: %s", ctString(sd))
 			}
 		default:
-			t.Fatalf("kind %d", sd.Kind)
+			t.Fatalf("kind %d", sd.Purpose)
 		}
-		if fk := ClassifySignDataForKey(data, user); fk.Kind == SignLogin && !bytes.Equal(fk.KeyBlob, user.Marshal()) {
+		if fk := Classify(data, user); fk.Purpose == policy.PurposeLogin && !bytes.Equal(fk.KeyBlob, user.Marshal()) {
 			t.Fatal("ForKey kept a login naming another key")
 		}
 		_ = CheckLoginBinding(sd, &BindState{Hops: []Hop{{HostKey: user, SessionID: []byte("x")}}})

@@ -1,4 +1,4 @@
-package agent
+package sshwire
 
 import (
 	"bytes"
@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/safe-agent/safe-agent/policy"
 )
 
 // dtKey, dtHop and the dt* encoders build restrict-destination-v00 details
@@ -124,13 +126,13 @@ func TestParseDestConstraintsRealSSHAdd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := d.Rules[2]
+	r := d.rules[2]
 	if r.From.Hostname != "jump" || len(r.From.Keys) != 1 || !hopKeyEqual(r.From.Keys[0].Key, jump) || r.From.Keys[0].IsCA ||
 		r.To.Hostname != "db.internal" || len(r.To.Keys) != 1 || !hopKeyEqual(r.To.Keys[0].Key, ca) || !r.To.Keys[0].IsCA {
 		t.Errorf("rule 3 = %+v, want jump's key > db.internal's CA key", r)
 	}
-	if d.Rules[1].To.User != "deploy" || d.Rules[0].From.Hostname != "" || len(d.Rules[0].From.Keys) != 0 {
-		t.Errorf("rules 1-2 = %+v", d.Rules[:2])
+	if d.rules[1].To.User != "deploy" || d.rules[0].From.Hostname != "" || len(d.rules[0].From.Keys) != 0 {
+		t.Errorf("rules 1-2 = %+v", d.rules[:2])
 	}
 }
 
@@ -187,10 +189,10 @@ func TestParseDestConstraintsErrors(t *testing.T) {
 			}
 		})
 	}
-	if d, err := ParseDestConstraints(dtDetails(many[:1024]...)); err != nil || len(d.Rules) != 1024 {
+	if d, err := ParseDestConstraints(dtDetails(many[:1024]...)); err != nil || len(d.rules) != 1024 {
 		t.Errorf("1024 constraints: %v", err)
 	}
-	if d, err := ParseDestConstraints(dtDetails(dtTo(t, strings.Repeat("u", 256), "jump"))); err != nil || len(d.Rules[0].To.User) != 256 {
+	if d, err := ParseDestConstraints(dtDetails(dtTo(t, strings.Repeat("u", 256), "jump"))); err != nil || len(d.rules[0].To.User) != 256 {
 		t.Errorf("user pattern of 256 bytes: %v", err)
 	}
 }
@@ -207,7 +209,7 @@ func TestParseDestConstraintsDoesNotAlias(t *testing.T) {
 		t.Fatal(err)
 	}
 	clear(details)
-	if !hopKeyEqual(d.Rules[0].To.Keys[0].Key, btKey(t, "jump").PublicKey()) {
+	if !hopKeyEqual(d.rules[0].To.Keys[0].Key, btKey(t, "jump").PublicKey()) {
 		t.Fatal("parsed key changed when the caller's buffer was zeroed")
 	}
 }
@@ -244,13 +246,13 @@ func dtPath(t testing.TB, path string) *BindState {
 		}
 		fwd := i < len(names)-1 || fwdLast
 		// "name!" is an authentication bind in the middle of a path, which
-		// Apply never records but a hand-built BindState can hold.
+		// apply never records but a hand-built BindState can hold.
 		if strings.HasSuffix(n, "!") {
 			fwd = false
 		}
 		b.Hops = append(b.Hops, Hop{HostKey: key, SessionID: []byte("sid-" + n), Forwarded: fwd})
 	}
-	b.AuthBound = !b.Hops[len(b.Hops)-1].Forwarded
+	b.authBound = !b.Hops[len(b.Hops)-1].Forwarded
 	return b
 }
 
@@ -343,9 +345,9 @@ func TestDestPermitted(t *testing.T) {
 			d.now = func() time.Time { return dtNow }
 			b := dtPath(t, tc.path)
 			b.Failed = tc.failed
-			ok, reason := d.Permitted(b, tc.login, tc.user)
+			ok, reason := d.permitted(b, tc.login, tc.user)
 			if ok != tc.ok || reason != tc.reason {
-				t.Fatalf("Permitted = %v, %q\nwant %v, %q", ok, reason, tc.ok, tc.reason)
+				t.Fatalf("permitted = %v, %q\nwant %v, %q", ok, reason, tc.ok, tc.reason)
 			}
 		})
 	}
@@ -388,10 +390,10 @@ func TestDestPermitSign(t *testing.T) {
 	d := dtParse(t, dtTo(t, "", "jump"), dtFromTo(t, "jump", "", "target"))
 	jump, target := btKey(t, "jump").PublicKey(), btKey(t, "target").PublicKey()
 	login := func(sid string, hostKey ssh.PublicKey) SignData {
-		return SignData{Kind: SignLogin, User: "root", Method: MethodPublicKeyHostbound, SessionID: []byte(sid), HostKey: hostKey}
+		return SignData{Purpose: policy.PurposeLogin, User: "root", Method: MethodPublicKeyHostbound, SessionID: []byte(sid), HostKey: hostKey}
 	}
 	plain := func(sid string) SignData {
-		return SignData{Kind: SignLogin, User: "root", Method: MethodPublicKey, SessionID: []byte(sid)}
+		return SignData{Purpose: policy.PurposeLogin, User: "root", Method: MethodPublicKey, SessionID: []byte(sid)}
 	}
 	cases := []struct {
 		name   string
@@ -409,11 +411,11 @@ func TestDestPermitSign(t *testing.T) {
 			"the login's session id is not that of the connection's last session-bind (" + hostKeyLabel(target) + ", 2 binds)"},
 		{"login naming another host key", "jump>target", login("sid-target", jump), false,
 			"the login names host key " + hostKeyLabel(jump) + " but the connection's last session-bind is for " + hostKeyLabel(target)},
-		{"sshsig through jump", "jump>", SignData{Kind: SignSSHSIG, Namespace: "git"}, false,
+		{"sshsig through jump", "jump>", SignData{Purpose: policy.PurposeSSHSIG, Namespace: "git"}, false,
 			"keys restricted with ssh-add -h sign only SSH logins, and this request is not one"},
-		{"local sshsig", "", SignData{Kind: SignSSHSIG, Namespace: "git"}, false,
+		{"local sshsig", "", SignData{Purpose: policy.PurposeSSHSIG, Namespace: "git"}, false,
 			"keys restricted with ssh-add -h sign only SSH logins bound with session-bind (ssh 8.9 or later); this connection sent no session-bind, and local use is refused as in OpenSSH"},
-		{"opaque", "jump", SignData{Kind: SignOpaque}, false,
+		{"opaque", "jump", SignData{Purpose: policy.PurposeOpaque}, false,
 			"keys restricted with ssh-add -h sign only SSH logins, and this request is not one"},
 	}
 	for _, tc := range cases {
@@ -462,7 +464,7 @@ func TestDestRealOpenSSH(t *testing.T) {
 			}
 			d.now = func() time.Time { return tc.now }
 			b, data := btConn(t, tc.conn)
-			ok, reason := d.PermitSign(ClassifySignDataForKey(data, user), b)
+			ok, reason := d.PermitSign(Classify(data, user), b)
 			if ok != tc.ok || !strings.HasPrefix(reason, tc.reason) {
 				t.Fatalf("PermitSign = %v, %q\nwant %v, %q…", ok, reason, tc.ok, tc.reason)
 			}
@@ -536,17 +538,17 @@ func FuzzParseDestConstraints(f *testing.F) {
 			}
 			return
 		}
-		if len(d.Rules) == 0 {
+		if len(d.rules) == 0 {
 			t.Fatal("no rules and no error")
 		}
-		for i, r := range d.Rules {
+		for i, r := range d.rules {
 			if r.To.Hostname == "" || len(r.To.Keys) == 0 || r.From.User != "" || (r.From.Hostname == "") != (len(r.From.Keys) == 0) {
 				t.Fatalf("rule %d accepted: %+v", i, r)
 			}
 		}
 		_ = d.String()
 		for _, b := range paths {
-			ok, reason := d.Permitted(b, true, "root")
+			ok, reason := d.permitted(b, true, "root")
 			if reason == "" {
 				t.Fatal("empty reason")
 			}
@@ -554,7 +556,7 @@ func FuzzParseDestConstraints(f *testing.F) {
 				t.Fatal("permitted on a local connection")
 			}
 			d.VisibleOnList(b)
-			d.PermitSign(SignData{Kind: SignLogin, User: "root", SessionID: []byte("x")}, b)
+			d.PermitSign(SignData{Purpose: policy.PurposeLogin, User: "root", SessionID: []byte("x")}, b)
 		}
 	})
 }

@@ -1,4 +1,4 @@
-package agent
+package sshwire
 
 import (
 	"bufio"
@@ -121,7 +121,7 @@ func TestParseSessionBind(t *testing.T) {
 	s := btKey(t, "ed25519")
 	sig := btSign(t, s, "", []byte("session"))
 	for _, fwd := range []bool{false, true} {
-		sb, err := ParseSessionBind(btPayload(s.PublicKey(), []byte("session"), sig, fwd))
+		sb, err := parseSessionBind(btPayload(s.PublicKey(), []byte("session"), sig, fwd))
 		if err != nil {
 			t.Fatalf("parse: %v", err)
 		}
@@ -148,8 +148,8 @@ func TestParseSessionBindGarbled(t *testing.T) {
 	}
 	for name, payload := range cases {
 		t.Run(name, func(t *testing.T) {
-			if _, err := ParseSessionBind(payload); err == nil {
-				t.Fatal("ParseSessionBind accepted a garbled payload")
+			if _, err := parseSessionBind(payload); err == nil {
+				t.Fatal("parseSessionBind accepted a garbled payload")
 			}
 			var b BindState
 			if err := b.ApplyPayload(payload); err == nil || !b.Failed || len(b.Hops) != 0 {
@@ -269,8 +269,8 @@ func TestBindApply(t *testing.T) {
 			if b.Failed != (want != "") {
 				t.Errorf("Failed = %v, want %v", b.Failed, want != "")
 			}
-			if len(b.Hops) != tc.wantHops || b.AuthBound != tc.wantAuth {
-				t.Errorf("hops=%d authBound=%v, want %d and %v", len(b.Hops), b.AuthBound, tc.wantHops, tc.wantAuth)
+			if len(b.Hops) != tc.wantHops || b.authBound != tc.wantAuth {
+				t.Errorf("hops=%d authBound=%v, want %d and %v", len(b.Hops), b.authBound, tc.wantHops, tc.wantAuth)
 			}
 			if b.Local() != (len(b.Hops) == 0 && want == "") {
 				t.Errorf("Local() = %v with %d hops and failed=%v", b.Local(), len(b.Hops), b.Failed)
@@ -301,6 +301,9 @@ func TestBindHopContents(t *testing.T) {
 	}
 }
 
+// captureDir holds real OpenSSH 9.2 wire data (see its README).
+const captureDir = "testdata/openssh92"
+
 // btRecord is one record of testdata/openssh92/capture.jsonl.
 type btRecord struct {
 	Conn int    `json:"conn"`
@@ -311,7 +314,7 @@ type btRecord struct {
 
 func btCapture(t testing.TB) []btRecord {
 	t.Helper()
-	f, err := os.Open(filepath.Join("testdata", "openssh92", "capture.jsonl"))
+	f, err := os.Open(filepath.Join(captureDir, "capture.jsonl"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -366,7 +369,7 @@ func btConn(t testing.TB, conn int) (*BindState, []byte) {
 // btKnownHost reads a key from testdata/openssh92/known_hosts.
 func btKnownHost(t testing.TB, host string) ssh.PublicKey {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join("testdata", "openssh92", "known_hosts"))
+	raw, err := os.ReadFile(filepath.Join(captureDir, "known_hosts"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -397,8 +400,8 @@ func TestBindRealOpenSSH(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(fmt.Sprint("conn ", tc.conn), func(t *testing.T) {
 			b, _ := btConn(t, tc.conn)
-			if len(b.Hops) != len(tc.hops) || b.Failed || !b.AuthBound {
-				t.Fatalf("hops=%d failed=%v authBound=%v, want %d hops ending in an auth bind", len(b.Hops), b.Failed, b.AuthBound, len(tc.hops))
+			if len(b.Hops) != len(tc.hops) || b.Failed || !b.authBound {
+				t.Fatalf("hops=%d failed=%v authBound=%v, want %d hops ending in an auth bind", len(b.Hops), b.Failed, b.authBound, len(tc.hops))
 			}
 			for i, name := range tc.hops {
 				h := b.Hops[i]
@@ -430,7 +433,7 @@ func FuzzParseSessionBind(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, payload []byte) {
-		sb, err := ParseSessionBind(payload)
+		sb, err := parseSessionBind(payload)
 		var b BindState
 		aerr := b.ApplyPayload(payload)
 		if err != nil {
@@ -442,7 +445,7 @@ func FuzzParseSessionBind(f *testing.F) {
 		if sb.HostKey == nil || sb.Signature == nil {
 			t.Fatal("parsed bind without host key or signature")
 		}
-		if aerr == nil && (len(b.Hops) != 1 || b.Failed || len(b.Hops[0].SessionID) > MaxSessionIDLength) {
+		if aerr == nil && (len(b.Hops) != 1 || b.Failed || len(b.Hops[0].SessionID) > maxSessionIDLength) {
 			t.Fatalf("accepted bind left hops=%d failed=%v", len(b.Hops), b.Failed)
 		}
 		if aerr != nil && (!b.Failed || len(b.Hops) != 0) {
