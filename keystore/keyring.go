@@ -95,10 +95,14 @@ func newKeyring(service string, timeout time.Duration, log *slog.Logger, be back
 // Name is "keyring".
 func (k *Keyring) Name() string { return "keyring" }
 
-// unavailableError is an ErrUnavailable with a message saying what to do.
+// unavailableError is an ErrUnavailable: a short message, its cause, and
+// beside them what the person can do (hint.Hinter; the CLI prints it and
+// adds its own flag-naming advice).
 type unavailableError struct {
-	msg   string
-	cause error
+	msg    string
+	hint   string
+	locked bool
+	cause  error
 }
 
 func (e *unavailableError) Error() string {
@@ -108,13 +112,20 @@ func (e *unavailableError) Error() string {
 	return e.msg + " (" + e.cause.Error() + ")"
 }
 func (e *unavailableError) Unwrap() error { return e.cause }
+func (e *unavailableError) Hint() string  { return e.hint }
 func (e *unavailableError) Is(target error) bool {
-	return target == ErrUnavailable || target == ErrLocked && e.msg == msgLocked
+	return target == ErrUnavailable || target == ErrLocked && e.locked
 }
 
+// What the keyring's failures mean, and what to do about each.
 const (
-	msgNoSecretService = "no Secret Service on the session bus: start gnome-keyring-daemon (or KeePassXC with Secret Service enabled), or run with --keystore none"
-	msgLocked          = "the login keyring is locked: unlock it (e.g. log in to the desktop, or `gnome-keyring-daemon --unlock`), or run with --keystore none"
+	msgNoSecretService  = "no Secret Service on the session bus"
+	hintNoSecretService = "start gnome-keyring-daemon (or KeePassXC with Secret Service enabled)"
+	msgLocked           = "the login keyring is locked"
+	hintLocked          = "unlock it (log in to the desktop, or `gnome-keyring-daemon --unlock`)"
+	msgNoBus            = "no D-Bus session bus"
+	hintNoBus           = "start safe-agent from your desktop session (or export DBUS_SESSION_BUS_ADDRESS)"
+	hintUnlockPrompt    = "unlock the login keyring (a desktop prompt may be waiting)"
 )
 
 // sessionBusCheck fails fast when godbus would have to run dbus-launch to
@@ -127,7 +138,7 @@ func sessionBusCheck(getenv func(string) string, uid int) error {
 	if fi, err := os.Stat(fmt.Sprintf("/run/user/%d/bus", uid)); err == nil && fi.Mode()&os.ModeSocket != 0 {
 		return nil
 	}
-	return &unavailableError{msg: "no D-Bus session bus: DBUS_SESSION_BUS_ADDRESS is not set: start safe-agent from your desktop session (or export the bus address), or run with --keystore none"}
+	return &unavailableError{msg: msgNoBus + ": DBUS_SESSION_BUS_ADDRESS is not set", hint: hintNoBus}
 }
 
 // translate turns a go-keyring error into one that says what to do.
@@ -139,24 +150,24 @@ func translate(op string, err error) error {
 		return errNotFound
 	}
 	s := err.Error()
-	var msg string
+	e := &unavailableError{cause: fmt.Errorf("keyring %s: %w", op, err)}
 	switch {
 	case strings.Contains(s, "org.freedesktop.secrets was not provided"),
 		strings.Contains(s, "org.freedesktop.DBus.Error.ServiceUnknown"),
 		strings.Contains(s, "org.freedesktop.DBus.Error.NameHasNoOwner"):
-		msg = msgNoSecretService
+		e.msg, e.hint = msgNoSecretService, hintNoSecretService
 	case strings.Contains(s, "failed to unlock"):
-		msg = msgLocked
+		e.msg, e.hint, e.locked = msgLocked, hintLocked, true
 	case strings.Contains(s, "dbus-launch"), strings.Contains(s, "couldn't determine address of session bus"):
-		msg = "no D-Bus session bus: start safe-agent from your desktop session (or export DBUS_SESSION_BUS_ADDRESS), or run with --keystore none"
+		e.msg, e.hint = msgNoBus, hintNoBus
 	case strings.Contains(s, "dial unix"), strings.Contains(s, "connection refused"), strings.Contains(s, "EOF"):
-		msg = "cannot reach the D-Bus session bus: is the desktop session still running? Otherwise run with --keystore none"
+		e.msg, e.hint = "cannot reach the D-Bus session bus", "check that the desktop session is still running"
 	case errors.Is(err, keyring.ErrSetDataTooBig):
 		return fmt.Errorf("keyring %s: item too large for this keyring: %w", op, err)
 	default:
-		msg = "the keyring failed: check that the Secret Service (gnome-keyring, KeePassXC) works, or run with --keystore none"
+		e.msg, e.hint = "the keyring failed", "check that the Secret Service (gnome-keyring, KeePassXC) works"
 	}
-	return &unavailableError{msg: msg, cause: fmt.Errorf("keyring %s: %w", op, err)}
+	return e
 }
 
 // errNotFound is an item that does not exist (internal; Delete maps it to
@@ -176,7 +187,7 @@ func (k *Keyring) call(ctx context.Context, op string, fn func() (string, error)
 		if err := context.Cause(ctx); !errors.Is(err, context.DeadlineExceeded) {
 			return "", err
 		}
-		return "", &unavailableError{msg: fmt.Sprintf("the keyring is still busy with an earlier request that got no answer (probably an unlock prompt on the desktop): unlock the login keyring, or run with --keystore none (%s)", op)}
+		return "", &unavailableError{msg: fmt.Sprintf("the keyring is still busy with an earlier request that got no answer (%s)", op), hint: hintUnlockPrompt}
 	}
 	type result struct {
 		v   string
@@ -208,7 +219,7 @@ func (k *Keyring) call(ctx context.Context, op string, fn func() (string, error)
 		if err := context.Cause(ctx); !errors.Is(err, context.DeadlineExceeded) {
 			return "", err
 		}
-		return "", &unavailableError{msg: fmt.Sprintf("the keyring did not answer within %s; it may be waiting for you to unlock it in a desktop prompt: unlock the login keyring, or run with --keystore none (%s)", k.timeout, op)}
+		return "", &unavailableError{msg: fmt.Sprintf("the keyring did not answer within %s (%s)", k.timeout, op), hint: hintUnlockPrompt}
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/safe-agent/safe-agent/internal/hint"
 	"maps"
 	"slices"
 	"strings"
@@ -403,7 +404,7 @@ func TestKeyringDeadline(t *testing.T) {
 	start := time.Now()
 	_, _, err := k.Load(context.Background())
 	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "the keyring did not answer within 100ms") ||
-		!strings.Contains(err.Error(), "unlock the login keyring, or run with --keystore none") {
+		hint.Of(err) != "unlock the login keyring (a desktop prompt may be waiting)" || strings.Contains(err.Error(), "--keystore") {
 		t.Errorf("Load on a hung keyring = %v", err)
 	}
 	if d := time.Since(start); d > 5*time.Second {
@@ -469,6 +470,9 @@ func TestKeyringErrorTranslation(t *testing.T) {
 		err := translate("read index", tt.err)
 		if !errors.Is(err, ErrUnavailable) || !strings.HasPrefix(err.Error(), tt.want) || !strings.Contains(err.Error(), tt.err.Error()) {
 			t.Errorf("translate(%q) = %q, want ErrUnavailable starting %q and naming the cause", tt.err, err, tt.want)
+		}
+		if h := hint.Of(err); h == "" || strings.Contains(h, "--keystore") || strings.Contains(err.Error(), "--keystore") {
+			t.Errorf("translate(%q): hint %q; want advice beside the message, naming no CLI flag", tt.err, h)
 		}
 	}
 	if err := translate("read x", keyring.ErrNotFound); !errors.Is(err, errNotFound) || errors.Is(err, ErrUnavailable) {

@@ -334,7 +334,9 @@ type hungUpstream struct {
 	release chan struct{} // closed at cleanup: the hung calls return
 }
 
-var errHung = errors.New("hung upstream: not supported")
+// errHung is every answer of the fake: to Add and the like at once, to
+// List and Sign when the test ends (x/crypto's server logs it then).
+var errHung = errors.New("hung upstream fake: released at test end or not supported")
 
 // startHungUpstream listens on a fresh socket. With keys nil, list
 // requests hang too.

@@ -666,7 +666,7 @@ func TestKeyringNoSecretService(t *testing.T) {
 	ss := startSecretService(t, false)
 	a := startAgent(t, agentOpts{args: keyringArgs, env: ss.busEnv()})
 	waitLogRE(t, a, regexp.QuoteMeta("stored keys not loaded"), 20*time.Second)
-	want := `level=WARN msg="stored keys not loaded: load keys: no Secret Service on the session bus: start gnome-keyring-daemon (or KeePassXC with Secret Service enabled), or run with --keystore none (keyring read index: The name org.freedesktop.secrets was not provided by any .service files); keys added with ssh-add still work, and stored keys load as soon as the keyring is available" retry="every 10s"`
+	want := `level=WARN msg="stored keys not loaded: load keys: no Secret Service on the session bus (keyring read index: The name org.freedesktop.secrets was not provided by any .service files); start gnome-keyring-daemon (or KeePassXC with Secret Service enabled); keys added with ssh-add still work, and stored keys load as soon as the keyring is available (or run with --keystore none)" retry="every 10s"`
 	if !strings.Contains(a.stderr.String(), want) {
 		t.Errorf("agent log lacks\n%s\n:\n%s", want, a.stderr.String())
 	}
@@ -688,8 +688,8 @@ func TestKeyringNoSecretService(t *testing.T) {
 	out, errOut, code := cli(t, a, ss, "add", stored.Path)
 	if code != 1 || out != "" ||
 		!strings.HasPrefix(errOut, "safe-agent add: store "+stored.Path+" in the keyring: ") ||
-		!strings.Contains(errOut, "no Secret Service on the session bus: start gnome-keyring-daemon") ||
-		!strings.Contains(errOut, "(use --no-store to load it into the agent for this session only)") {
+		!strings.Contains(errOut, ": no Secret Service on the session bus (keyring read index: ") ||
+		!strings.HasSuffix(errOut, "\nhint: use --no-store to load it into the agent for this session only\nhint: start gnome-keyring-daemon (or KeePassXC with Secret Service enabled)\n") {
 		t.Errorf("safe-agent add without a Secret Service: exit %d\nstdout %q\nstderr %q", code, out, errOut)
 	}
 	if l := a.mustRun("ssh-add", "-l"); strings.Contains(l, stored.Fingerprint) {

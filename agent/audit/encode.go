@@ -15,7 +15,7 @@ import (
 // 0–9999, which json refuses) or when the record types have changed since
 // it was written (recordLayout): the caller then encodes with json.
 func appendRecord(b []byte, r *Record) ([]byte, bool) {
-	if true || !fastLayout || !jsonTime(r.Time) {
+	if !fastLayout || !jsonTime(r.Time) {
 		return b, false
 	}
 	if k := r.Key; k != nil && k.Cert != nil && (!jsonTime(k.Cert.ValidAfter) || !jsonTime(k.Cert.ValidBefore)) {

@@ -23,6 +23,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/safe-agent/safe-agent/agent"
+	"github.com/safe-agent/safe-agent/internal/hint"
 	"github.com/safe-agent/safe-agent/internal/termtext"
 	"github.com/safe-agent/safe-agent/keystore"
 	"github.com/safe-agent/safe-agent/policy"
@@ -169,7 +170,7 @@ func runAdd(ctx context.Context, f addFlags, files []string, stdout, stderr io.W
 	for _, file := range skipPublicHalves(files, stdout) {
 		did, err := addOne(ctx, file, f, settings, store, ag, loaded, stdout)
 		if err != nil {
-			fmt.Fprintf(stderr, "safe-agent add: %v\n", err)
+			printError(stderr, "safe-agent add", err)
 			failed++
 		}
 		if did {
@@ -227,7 +228,7 @@ func addOne(ctx context.Context, file string, f addFlags, given policy.Settings,
 	}
 	prev, err := findPrevious(ctx, store, loaded, fp)
 	if errors.Is(err, keystore.ErrUnavailable) {
-		return false, fmt.Errorf("store %s in the keyring: %w\n(use --no-store to load it into the agent for this session only)", file, err)
+		return false, hint.Wrap(fmt.Errorf("store %s in the keyring: %w", file, err), "use --no-store to load it into the agent for this session only")
 	}
 	if err != nil {
 		return false, fmt.Errorf("%s: read the settings it may be stored with: %w\nnothing was changed, so no stored setting is lost", file, err)
@@ -258,7 +259,7 @@ func addOne(ctx context.Context, file string, f addFlags, given policy.Settings,
 		err := store.Put(sctx, sk)
 		cancel()
 		if err != nil {
-			return false, fmt.Errorf("store %s in the keyring: %w\n(use --no-store to load it into the agent for this session only)", file, err)
+			return false, hint.Wrap(fmt.Errorf("store %s in the keyring: %w", file, err), "use --no-store to load it into the agent for this session only")
 		}
 		what = append(what, "stored in the keyring")
 	}

@@ -44,7 +44,7 @@ func run(args []string) int {
 // the message says what went wrong, the hint what to do about it.
 func printError(w io.Writer, prog string, err error) {
 	fmt.Fprintf(w, "%s: %v\n", prog, err)
-	if h := hint.Of(err); h != "" {
+	for _, h := range hint.All(err) {
 		fmt.Fprintf(w, "hint: %s\n", strings.ReplaceAll(h, "\n", "\n      "))
 	}
 }

@@ -39,3 +39,20 @@ func Of(err error) string {
 	}
 	return ""
 }
+
+// All returns every hint in err's chain, outermost first: a command's own
+// advice, then what the library underneath advises.
+func All(err error) []string {
+	var out []string
+	for err != nil {
+		var h Hinter
+		if !errors.As(err, &h) {
+			break
+		}
+		if s := h.Hint(); s != "" {
+			out = append(out, s)
+		}
+		err = errors.Unwrap(h)
+	}
+	return out
+}

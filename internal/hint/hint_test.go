@@ -22,3 +22,15 @@ func TestOfFindsHintThroughWrapping(t *testing.T) {
 		t.Fatal("no hint expected")
 	}
 }
+
+func TestAllListsOuterThenInner(t *testing.T) {
+	inner := Wrap(errors.New("no Secret Service"), "start gnome-keyring-daemon")
+	outer := Wrap(fmt.Errorf("store key: %w", inner), "use --no-store")
+	got := All(fmt.Errorf("add: %w", outer))
+	if len(got) != 2 || got[0] != "use --no-store" || got[1] != "start gnome-keyring-daemon" {
+		t.Fatalf("All = %q", got)
+	}
+	if All(errors.New("plain")) != nil {
+		t.Fatal("hints from a plain error")
+	}
+}
