@@ -2,6 +2,8 @@ package agent
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -100,9 +102,9 @@ func (e *upstreamError) Unwrap() error { return e.err }
 
 // bindSupport is whether an upstream accepts session-bind@openssh.com.
 // An agent without it (gpg-agent, yubikey-agent, most vault agents)
-// answers SSH_AGENT_FAILURE, exactly as a refusal looks: the first
-// replay decides. OpenSSH's agent accepts every bind safe-agent has
-// verified, so for it a later failure is a refusal.
+// answers SSH_AGENT_FAILURE, exactly as a refusal looks, so a probe of
+// safe-agent's own decides (probeBindSupport). For an agent that accepts
+// binds, a refused client bind is a refusal.
 type bindSupport int
 
 const (
@@ -526,33 +528,99 @@ func connErrText(err error) error {
 	return err
 }
 
-// replay sends the binds c has not seen yet, in order. The first bind an
-// upstream ever refuses tells that it does not know session-bind: it is
-// then sent none (its keys carry no destination constraints it could
-// enforce); safe-agent's own checks apply either way.
+// replay sends the binds c has not seen yet, in order. Whether the
+// upstream knows session-bind at all is learnt from a probe of its own
+// (probeBindSupport), never from a client's bind: a client that could get
+// its first bind refused would otherwise switch replay off, and an
+// upstream's own destination constraints with it (OpenSSH's agent treats
+// a connection without binds as local). An upstream that accepts binds
+// and refuses one of the client's has refused the request.
 func (l *upstreamLink) replay(u *upstream, c *upstreamConn, timeout time.Duration) *upstreamError {
-	for c.sent < len(l.binds) {
-		support := u.bindSupport()
-		if support == bindsUnsupported {
-			c.sent = len(l.binds)
-			return nil
-		}
-		_, err := c.ag.Extension(upstreamBindExt, l.binds[c.sent])
-		if err == nil {
-			c.sent++
-			u.setBindSupport(bindsAccepted)
-			continue
-		}
-		what := fmt.Sprintf("session-bind (hop %d)", c.sent+1)
-		if c.rw.ioErr != nil || support == bindsAccepted {
-			return l.failure(u, c, timeout, what)
-		}
-		if u.setBindSupport(bindsUnsupported) {
-			l.set.log.Warn("upstream agent does not accept session-bind; its own destination constraints cannot apply (safe-agent's policy still does)", "socket", u.socket)
-		}
+	if c.sent >= len(l.binds) {
+		return nil
+	}
+	support := u.bindSupport()
+	if support == bindsUnknown {
+		support = l.learnBindSupport(u, timeout)
+	}
+	if support == bindsUnsupported {
 		c.sent = len(l.binds)
+		return nil
+	}
+	for c.sent < len(l.binds) {
+		if _, err := c.ag.Extension(upstreamBindExt, l.binds[c.sent]); err != nil {
+			return l.failure(u, c, timeout, fmt.Sprintf("session-bind (hop %d)", c.sent+1))
+		}
+		c.sent++
 	}
 	return nil
+}
+
+// learnBindSupport probes u and records the answer; a probe that cannot
+// tell (the agent unreachable, no answer in time) counts as support, so
+// the client's binds are sent and a refusal stays a refusal.
+func (l *upstreamLink) learnBindSupport(u *upstream, timeout time.Duration) bindSupport {
+	b, err := probeBindSupport(u.socket, timeout)
+	if err != nil {
+		l.set.log.Debug("session-bind probe of an upstream agent failed", "socket", u.socket, "err", err)
+		return bindsAccepted
+	}
+	if u.setBindSupport(b) && b == bindsUnsupported {
+		l.set.log.Warn("upstream agent does not accept session-bind; its own destination constraints cannot apply (safe-agent's policy still does)", "socket", u.socket)
+	}
+	return b
+}
+
+// probeBindSupport asks the agent at socket, on a connection of its own,
+// to accept a session-bind that any agent knowing the extension accepts:
+// a fresh host key's valid signature over a random session id.
+func probeBindSupport(socket string, timeout time.Duration) (bindSupport, error) {
+	bind, err := probeBind()
+	if err != nil {
+		return bindsUnknown, err
+	}
+	nc, err := net.DialTimeout("unix", socket, timeout)
+	if err != nil {
+		return bindsUnknown, err
+	}
+	defer nc.Close()
+	_ = nc.SetDeadline(time.Now().Add(timeout))
+	rw := &upstreamRW{nc: nc}
+	if _, err := sshagent.NewClient(rw).Extension(upstreamBindExt, bind); err != nil {
+		if rw.ioErr != nil {
+			return bindsUnknown, rw.ioErr
+		}
+		return bindsUnsupported, nil
+	}
+	return bindsAccepted, nil
+}
+
+// probeBind is a valid session-bind@openssh.com body (RFC 4251 strings
+// hostkey, session id, signature; a bool "forwarding") for a throwaway
+// host key.
+func probeBind() ([]byte, error) {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	signer, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		return nil, err
+	}
+	sid := make([]byte, 32)
+	if _, err := rand.Read(sid); err != nil {
+		return nil, err
+	}
+	sig, err := signer.Sign(rand.Reader, sid)
+	if err != nil {
+		return nil, err
+	}
+	return ssh.Marshal(struct {
+		HostKey   []byte
+		SessionID []byte
+		Signature []byte
+		Forwarded bool
+	}{signer.PublicKey().Marshal(), sid, ssh.Marshal(sig), false}), nil
 }
 
 // conn returns the link's connection to u, dialling it if needed.

@@ -132,9 +132,10 @@ func keyringWith(t *testing.T, comment string) (sshagent.Agent, ssh.PublicKey) {
 // bind it is sent and refuses the ones refuse says to.
 type bindRecorder struct {
 	sshagent.Agent
-	mu     sync.Mutex
-	binds  [][]byte
-	refuse func(n int) bool // n: 1 for the first bind on any connection
+	mu       sync.Mutex
+	binds    [][]byte
+	attempts int
+	refuse   func(n int) bool // n: 1 for the first bind on any connection
 }
 
 func (b *bindRecorder) SignWithFlags(key ssh.PublicKey, data []byte, flags sshagent.SignatureFlags) (*ssh.Signature, error) {
@@ -145,13 +146,27 @@ func (b *bindRecorder) Extension(name string, contents []byte) ([]byte, error) {
 	if name != upstreamBindExt {
 		return nil, sshagent.ErrExtensionUnsupported
 	}
+	if isProbeBind(contents) {
+		return nil, nil // safe-agent's own probe: accepted, not counted
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.refuse != nil && b.refuse(len(b.binds)+1) {
+	b.attempts++
+	if b.refuse != nil && b.refuse(b.attempts) {
 		return nil, errors.New("refused")
 	}
 	b.binds = append(b.binds, bytes.Clone(contents))
 	return nil, nil
+}
+
+// isProbeBind says whether contents are a well-formed session-bind body
+// (the test's client binds are not).
+func isProbeBind(contents []byte) bool {
+	var m struct {
+		HostKey, SessionID, Signature []byte
+		Forwarded                     bool
+	}
+	return ssh.Unmarshal(contents, &m) == nil
 }
 
 func (b *bindRecorder) seen() []string {
@@ -400,6 +415,39 @@ func TestUpstreamBindReplay(t *testing.T) {
 	want := "upstream agent " + sock + " refused the session-bind (hop 2)"
 	if err == nil || err.Error() != want {
 		t.Fatalf("refused bind: %v, want %q", err, want)
+	}
+}
+
+// TestUpstreamFirstBindRefusedStaysARefusal: a client whose bind the
+// upstream refuses (the first the upstream ever gets from safe-agent)
+// cannot switch replay off for later clients: support is learnt from
+// safe-agent's own probe, so the refusal is a refusal and the next
+// client's binds are still replayed.
+func TestUpstreamFirstBindRefusedStaysARefusal(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "openssh.sock")
+	kr, pub := keyringWith(t, "h")
+	rec := &bindRecorder{Agent: kr, refuse: func(n int) bool { return n == 1 }}
+	serveAgentAt(t, sock, rec)
+	set, _, logs := testUpstreamSet(t, 2*time.Second, sock)
+	id := &Identity{Public: pub, Blob: string(pub.Marshal()), Upstream: sock}
+
+	attacker := newUpstreamLink(set)
+	defer attacker.close()
+	attacker.addBind([]byte("crafted"))
+	if _, err := attacker.sign(id, []byte("x"), 0); err == nil || !strings.Contains(err.Error(), "refused the session-bind (hop 1)") {
+		t.Fatalf("sign after a refused bind: %v, want the refusal", err)
+	}
+	user := newUpstreamLink(set)
+	defer user.close()
+	user.addBind([]byte("honest"))
+	if _, err := user.sign(id, []byte("x"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(rec.seen(), ","); got != "honest" {
+		t.Errorf("binds the upstream accepted: %q, want the next client's bind replayed", got)
+	}
+	if strings.Contains(logs.String(), "does not accept session-bind") {
+		t.Errorf("a client's refused bind switched replay off:\n%s", logs)
 	}
 }
 
