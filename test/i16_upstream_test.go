@@ -447,7 +447,9 @@ func testUpstreamHungSign(t *testing.T) {
 	os.Remove(hk)
 	hpub := readPub(t, hk+".pub")
 	h := startHungUpstream(t, []*sshagent.Key{hangKey(hpub, "hungkey")})
-	a := startAgent(t, agentOpts{policy: n.policy("upstream_timeout = \"2s\"\n[defaults]\nconfirm = \"never\"\n"), args: []string{"--upstream", h.Socket}})
+	a := startAgent(t, agentOpts{policy: n.policy("upstream_timeout = \"10s\"\n[defaults]\nconfirm = \"never\"\n"), args: []string{"--upstream", h.Socket}})
+	// The timeout is long enough for a whole ssh login on a loaded
+	// machine: the own key's login must end inside it.
 	ownPub, ownFP := ownKey(t, a, n, dir, "own")
 
 	from := recordCount(t, a)
@@ -491,8 +493,8 @@ func testUpstreamHungSign(t *testing.T) {
 	if own.Seq > rec.Seq {
 		t.Errorf("the own key signed %s after the hung upstream's request timed out: it waited for the upstream", own.Time.Sub(rec.Time))
 	}
-	if rec.Decision != "denied" || rec.Rule != "upstream" || !strings.Contains(rec.Reason, "did not answer within 2s") || rec.Key.Upstream != h.Socket {
-		t.Errorf("record of the hung sign: %s; want denied, rule upstream, reason with \"did not answer within 2s\", key.upstream %q", rec, h.Socket)
+	if rec.Decision != "denied" || rec.Rule != "upstream" || !strings.Contains(rec.Reason, "did not answer within 10s") || rec.Key.Upstream != h.Socket {
+		t.Errorf("record of the hung sign: %s; want denied, rule upstream, reason with \"did not answer within 10s\", key.upstream %q", rec, h.Socket)
 	}
 }
 
