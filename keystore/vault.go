@@ -5,6 +5,7 @@ package keystore
 import (
 	"errors"
 	"fmt"
+	"github.com/safe-agent/safe-agent/internal/hint"
 	"log/slog"
 	"os"
 	"sync"
@@ -289,12 +290,14 @@ func (v *Vault) unmapChunk(c *chunk) {
 	c.data, c.mapping = nil, nil
 }
 
-// memlockError explains a failed mlock: the limit, what is already locked,
-// and the three ways out.
+// memlockError explains a failed mlock: the limit and what is already
+// locked; the hint says how to raise the limit (the CLI adds its own way
+// out, running without locked memory).
 func memlockError(err error, want, have int) error {
 	var lim unix.Rlimit
 	if gerr := unix.Getrlimit(unix.RLIMIT_MEMLOCK, &lim); gerr != nil {
-		return fmt.Errorf("%w: mlock of %s failed: %v; raise RLIMIT_MEMLOCK (`ulimit -l`, LimitMEMLOCK= in the systemd unit) or run with --allow-unlocked-memory", ErrMemoryLock, kib(uint64(want)), err)
+		return hint.Wrap(fmt.Errorf("%w: mlock of %s failed: %v", ErrMemoryLock, kib(uint64(want)), err),
+			"raise RLIMIT_MEMLOCK (`ulimit -l`, LimitMEMLOCK= in the systemd unit)")
 	}
 	cur, hard := uint64(lim.Cur), uint64(lim.Max) //nolint:unconvert // int64 on some platforms
 	rec := uint64(8 << 20)
@@ -309,10 +312,10 @@ func memlockError(err error, want, have int) error {
 	if hard != rlimInfinity && hard < rec {
 		hardNote = " (above the hard limit: set memlock in /etc/security/limits.conf first)"
 	}
-	return fmt.Errorf("%w: mlock of %s failed (%v)%s: RLIMIT_MEMLOCK is %s (hard limit %s); "+
-		"raise it with `ulimit -l %d` in the shell that starts safe-agent%s or LimitMEMLOCK=%dK in its systemd unit, "+
-		"or run with --allow-unlocked-memory to keep keys in memory that may be swapped to disk",
-		ErrMemoryLock, kib(uint64(want)), err, already, limitString(cur), limitString(hard), rec>>10, hardNote, rec>>10)
+	return hint.Wrap(fmt.Errorf("%w: mlock of %s failed (%v)%s: RLIMIT_MEMLOCK is %s (hard limit %s)",
+		ErrMemoryLock, kib(uint64(want)), err, already, limitString(cur), limitString(hard)),
+		fmt.Sprintf("raise it with `ulimit -l %d` in the shell that starts safe-agent%s or LimitMEMLOCK=%dK in its systemd unit",
+			rec>>10, hardNote, rec>>10))
 }
 
 const rlimInfinity = uint64(unix.RLIM_INFINITY)

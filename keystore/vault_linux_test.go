@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"github.com/safe-agent/safe-agent/internal/hint"
 	"io"
 	"os"
 	"os/exec"
@@ -175,7 +176,7 @@ func childNewVault() int {
 	fmt.Printf("uid=%d\n", os.Getuid())
 	v, err := NewVault(nil, VaultOptions{AllowUnlocked: os.Getenv("CHILD_ALLOW_UNLOCKED") == "1"})
 	if err != nil {
-		fmt.Printf("NewVault error: %v\nis ErrMemoryLock: %v\n", err, errors.Is(err, ErrMemoryLock))
+		fmt.Printf("NewVault error: %v\nhint: %s\nis ErrMemoryLock: %v\n", err, hint.Of(err), errors.Is(err, ErrMemoryLock))
 		return 0
 	}
 	defer v.Close()
@@ -227,7 +228,7 @@ func TestMemlockLimitTooLowAsNobody(t *testing.T) {
 		"RLIMIT_MEMLOCK is 8 KiB (hard limit 8 KiB)",
 		"`ulimit -l 8192` in the shell that starts safe-agent (above the hard limit: set memlock in /etc/security/limits.conf first)",
 		"LimitMEMLOCK=8192K",
-		"--allow-unlocked-memory",
+		"hint: raise it with `ulimit -l 8192`",
 		"is ErrMemoryLock: true",
 	} {
 		if !strings.Contains(out, want) {

@@ -689,7 +689,7 @@ func TestKeyringNoSecretService(t *testing.T) {
 	if code != 1 || out != "" ||
 		!strings.HasPrefix(errOut, "safe-agent add: store "+stored.Path+" in the keyring: ") ||
 		!strings.Contains(errOut, ": no Secret Service on the session bus (keyring read index: ") ||
-		!strings.HasSuffix(errOut, "\nhint: use --no-store to load it into the agent for this session only\nhint: start gnome-keyring-daemon (or KeePassXC with Secret Service enabled)\n") {
+		!strings.HasSuffix(errOut, "\nhint: start gnome-keyring-daemon (or KeePassXC with Secret Service enabled)\nhint: use --no-store to load it into the agent for this session only\n") {
 		t.Errorf("safe-agent add without a Secret Service: exit %d\nstdout %q\nstderr %q", code, out, errOut)
 	}
 	if l := a.mustRun("ssh-add", "-l"); strings.Contains(l, stored.Fingerprint) {

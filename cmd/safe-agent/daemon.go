@@ -104,6 +104,9 @@ func setupDaemon(ctx context.Context, cfg serveConfig, store keystore.Store, log
 
 	// Private keys live in locked, non-dumpable memory between signatures.
 	v, err := keystore.NewVault(logger, keystore.VaultOptions{AllowUnlocked: cfg.allowUnlocked})
+	if errors.Is(err, keystore.ErrMemoryLock) {
+		return nil, hint.Wrap(err, "or, not recommended, run with --allow-unlocked-memory: keys then stay in memory that may be swapped to disk")
+	}
 	if err != nil {
 		return nil, err
 	}

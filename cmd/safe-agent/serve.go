@@ -174,7 +174,7 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer, pr
 		defer func() {
 			if err != nil {
 				fmt.Fprintf(ready, "error: %v\n", err)
-				if h := hint.Of(err); h != "" {
+				for _, h := range hint.All(err) {
 					fmt.Fprintf(ready, "hint: %s\n", strings.ReplaceAll(h, "\n", " "))
 				}
 			}

@@ -361,7 +361,7 @@ func readyError(line string, rest *bufio.Reader) error {
 	for {
 		l, rerr := rest.ReadString('\n')
 		if h, ok := strings.CutPrefix(strings.TrimSpace(l), "hint: "); ok {
-			return hint.Wrap(err, h)
+			err = hint.Wrap(err, h) // in order: the first is innermost
 		}
 		if rerr != nil {
 			return err

@@ -3,7 +3,10 @@
 // the person at the top, where main prints it on its own line.
 package hint
 
-import "errors"
+import (
+	"errors"
+	"slices"
+)
 
 // Hinter is an error that knows what the user can do about it.
 type Hinter interface {
@@ -40,8 +43,9 @@ func Of(err error) string {
 	return ""
 }
 
-// All returns every hint in err's chain, outermost first: a command's own
-// advice, then what the library underneath advises.
+// All returns every hint in err's chain, innermost first: what the
+// library that failed advises (the cause), then the advice of each layer
+// above it (often a way around it).
 func All(err error) []string {
 	var out []string
 	for err != nil {
@@ -54,5 +58,6 @@ func All(err error) []string {
 		}
 		err = errors.Unwrap(h)
 	}
+	slices.Reverse(out)
 	return out
 }

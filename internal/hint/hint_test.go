@@ -23,11 +23,11 @@ func TestOfFindsHintThroughWrapping(t *testing.T) {
 	}
 }
 
-func TestAllListsOuterThenInner(t *testing.T) {
+func TestAllListsInnerThenOuter(t *testing.T) {
 	inner := Wrap(errors.New("no Secret Service"), "start gnome-keyring-daemon")
 	outer := Wrap(fmt.Errorf("store key: %w", inner), "use --no-store")
 	got := All(fmt.Errorf("add: %w", outer))
-	if len(got) != 2 || got[0] != "use --no-store" || got[1] != "start gnome-keyring-daemon" {
+	if len(got) != 2 || got[0] != "start gnome-keyring-daemon" || got[1] != "use --no-store" {
 		t.Fatalf("All = %q", got)
 	}
 	if All(errors.New("plain")) != nil {
