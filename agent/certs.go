@@ -14,7 +14,7 @@ import (
 // certExpired records and announces a certificate that reached its
 // ValidBefore and left the agent, so that the person renews it before the
 // next login fails with a bare "Permission denied".
-func (s *Server) certExpired(id *Identity) {
+func (s *Server) certExpired(id *identity) {
 	c := id.Cert()
 	why := fmt.Sprintf("certificate %q expired at %s (ValidBefore)", c.KeyId, id.Expires.Local().Format(time.DateTime))
 	s.log.Info("certificate expired; removed from the agent", "fingerprint", id.Fingerprint, "comment", id.Comment, "key_id", c.KeyId)

@@ -253,7 +253,7 @@ func (a *connAgent) List() ([]*sshagent.Key, error) {
 // hidden records that a list through a forwarded agent hid a key, once
 // per connection, key and path, and tells the person as a refused
 // signature would.
-func (a *connAgent) hidden(id *Identity, path string, why policy.Decision) {
+func (a *connAgent) hidden(id *identity, path string, why policy.Decision) {
 	k := id.Blob + "\x00" + path
 	if a.recs.hidden[k] {
 		return
@@ -314,7 +314,7 @@ func (a *connAgent) localOnly(op string) error {
 
 // identityOf validates a key added over the agent protocol and its
 // constraints, and holds it (newIdentity).
-func (s *Server) identityOf(k sshagent.AddedKey) (*Identity, error) {
+func (s *Server) identityOf(k sshagent.AddedKey) (*identity, error) {
 	if err := checkKeyType(k.PrivateKey); err != nil {
 		return nil, err
 	}
@@ -358,13 +358,13 @@ func (s *Server) identityOf(k sshagent.AddedKey) (*Identity, error) {
 	return id, nil
 }
 
-func auditKey(id *Identity) *audit.Key {
+func auditKey(id *identity) *audit.Key {
 	return &audit.Key{Fingerprint: id.Fingerprint, Type: id.Type(), Comment: id.Comment, Cert: auditCert(id.Cert()), Upstream: id.Upstream}
 }
 
 func bytesEqual(a, b []byte) bool { return string(a) == string(b) }
 
-func lifetimeText(id *Identity, now time.Time) string {
+func lifetimeText(id *identity, now time.Time) string {
 	if id.Expires.IsZero() {
 		return "forever"
 	}

@@ -52,8 +52,8 @@ func sealPlain(priv any) (PrivateKey, error) {
 	return &plainKey{as}, nil
 }
 
-// Identity is one loaded key and the constraints it was added with.
-type Identity struct {
+// identity is one loaded key and the constraints it was added with.
+type identity struct {
 	Public      ssh.PublicKey // may be an *ssh.Certificate
 	Blob        string        // Public.Marshal(), the table's key
 	Comment     string
@@ -78,7 +78,7 @@ type Identity struct {
 // policyCert is the identity's certificate for policy matching, checked
 // once (a signature verification per request would cost as much as the
 // signature itself).
-func (id *Identity) policyCert() *policy.Cert {
+func (id *identity) policyCert() *policy.Cert {
 	id.certOnce.Do(func() {
 		if c := id.Cert(); c != nil {
 			id.certPol, _ = policy.CertOf(c)
@@ -88,7 +88,7 @@ func (id *Identity) policyCert() *policy.Cert {
 }
 
 // Cert is the identity's certificate, or nil for a plain key.
-func (id *Identity) Cert() *ssh.Certificate {
+func (id *identity) Cert() *ssh.Certificate {
 	c, _ := id.Public.(*ssh.Certificate)
 	return c
 }
@@ -96,7 +96,7 @@ func (id *Identity) Cert() *ssh.Certificate {
 // limitToCert makes a certificate leave the agent at its ValidBefore, to
 // the second, when that comes before the lifetime it was added with. A
 // certificate that has already expired is refused: it could only fail.
-func (id *Identity) limitToCert(now time.Time) error {
+func (id *identity) limitToCert(now time.Time) error {
 	c := id.Cert()
 	if c == nil || c.ValidBefore == ssh.CertTimeInfinity {
 		return nil
@@ -113,7 +113,7 @@ func (id *Identity) limitToCert(now time.Time) error {
 
 // notYetValid says, for a certificate whose ValidAfter is still to come,
 // when it becomes valid.
-func (id *Identity) notYetValid(now time.Time) (time.Time, bool) {
+func (id *identity) notYetValid(now time.Time) (time.Time, bool) {
 	c := id.Cert()
 	if c == nil || c.ValidAfter == 0 {
 		return time.Time{}, false
@@ -136,7 +136,7 @@ func certTime(t uint64) time.Time {
 // key's public key or a certificate for it. The settings are checked, and
 // the expiry comes from the key's lifetime, else the agent's default, but
 // never after a certificate's ValidBefore. key is destroyed on error.
-func (s *Server) newIdentity(key PrivateKey, pub ssh.PublicKey, comment string, set policy.Settings, stored bool) (*Identity, error) {
+func (s *Server) newIdentity(key PrivateKey, pub ssh.PublicKey, comment string, set policy.Settings, stored bool) (*identity, error) {
 	id, err := s.buildIdentity(key, pub, comment, set, stored)
 	if err != nil {
 		key.Destroy()
@@ -145,7 +145,7 @@ func (s *Server) newIdentity(key PrivateKey, pub ssh.PublicKey, comment string, 
 	return id, nil
 }
 
-func (s *Server) buildIdentity(key PrivateKey, pub ssh.PublicKey, comment string, set policy.Settings, stored bool) (*Identity, error) {
+func (s *Server) buildIdentity(key PrivateKey, pub ssh.PublicKey, comment string, set policy.Settings, stored bool) (*identity, error) {
 	if err := policy.CheckSettings(set); err != nil {
 		return nil, fmt.Errorf("key settings: %w", err)
 	}
@@ -157,7 +157,7 @@ func (s *Server) buildIdentity(key PrivateKey, pub ssh.PublicKey, comment string
 		return nil, errors.New("certificate does not match the private key")
 	}
 	now := s.now()
-	id := &Identity{
+	id := &identity{
 		Public: pub, Blob: string(pub.Marshal()), Comment: comment, Fingerprint: ssh.FingerprintSHA256(plain),
 		Settings: set, Stored: stored, Added: now, key: key,
 	}
@@ -175,7 +175,7 @@ func (s *Server) buildIdentity(key PrivateKey, pub ssh.PublicKey, comment string
 }
 
 // Type is the key's algorithm name, e.g. ssh-ed25519.
-func (id *Identity) Type() string { return id.Public.Type() }
+func (id *identity) Type() string { return id.Public.Type() }
 
 // errNotFound is returned for a key the agent does not hold.
 var errNotFound = errors.New("key not found in agent")
@@ -184,18 +184,18 @@ var errNotFound = errors.New("key not found in agent")
 // is insertion order, as OpenSSH lists keys.
 type table struct {
 	mu     sync.Mutex
-	order  []*Identity
-	byBlob map[string]*Identity
+	order  []*identity
+	byBlob map[string]*identity
 	wake   chan struct{} // nudges the expiry reaper after a change
 }
 
 func newTable() *table {
-	return &table{byBlob: map[string]*Identity{}, wake: make(chan struct{}, 1)}
+	return &table{byBlob: map[string]*identity{}, wake: make(chan struct{}, 1)}
 }
 
 // add inserts or replaces an identity. Re-adding a key keeps its place
 // and replaces its comment and constraints, as OpenSSH does.
-func (t *table) add(id *Identity) {
+func (t *table) add(id *identity) {
 	t.mu.Lock()
 	if old, ok := t.byBlob[id.Blob]; ok {
 		for i, o := range t.order {
@@ -220,7 +220,7 @@ func (t *table) nudge() {
 }
 
 // get returns a live (unexpired) identity by public key blob.
-func (t *table) get(blob []byte, now time.Time) (*Identity, bool) {
+func (t *table) get(blob []byte, now time.Time) (*identity, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	id, ok := t.byBlob[string(blob)]
@@ -231,10 +231,10 @@ func (t *table) get(blob []byte, now time.Time) (*Identity, bool) {
 }
 
 // list returns the live identities in order.
-func (t *table) list(now time.Time) []*Identity {
+func (t *table) list(now time.Time) []*identity {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	out := make([]*Identity, 0, len(t.order))
+	out := make([]*identity, 0, len(t.order))
 	for _, id := range t.order {
 		if !expired(id, now) {
 			out = append(out, id)
@@ -244,7 +244,7 @@ func (t *table) list(now time.Time) []*Identity {
 }
 
 // remove deletes one identity; it reports whether the key was there.
-func (t *table) remove(blob []byte) (*Identity, bool) {
+func (t *table) remove(blob []byte) (*identity, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	id, ok := t.byBlob[string(blob)]
@@ -255,7 +255,7 @@ func (t *table) remove(blob []byte) (*Identity, bool) {
 	return id, true
 }
 
-func (t *table) deleteLocked(id *Identity) {
+func (t *table) deleteLocked(id *identity) {
 	delete(t.byBlob, id.Blob)
 	for i, o := range t.order {
 		if o == id {
@@ -267,7 +267,7 @@ func (t *table) deleteLocked(id *Identity) {
 }
 
 // removeAll deletes every identity and returns them.
-func (t *table) removeAll() []*Identity {
+func (t *table) removeAll() []*identity {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	out := t.order
@@ -275,16 +275,16 @@ func (t *table) removeAll() []*Identity {
 		id.key.Destroy()
 	}
 	t.order = nil
-	t.byBlob = map[string]*Identity{}
+	t.byBlob = map[string]*identity{}
 	return out
 }
 
 // reap removes expired identities and returns them with the time of the
 // next expiry (zero if none).
-func (t *table) reap(now time.Time) (gone []*Identity, next time.Time) {
+func (t *table) reap(now time.Time) (gone []*identity, next time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for _, id := range append([]*Identity(nil), t.order...) {
+	for _, id := range append([]*identity(nil), t.order...) {
 		if expired(id, now) {
 			t.deleteLocked(id)
 			gone = append(gone, id)
@@ -297,7 +297,7 @@ func (t *table) reap(now time.Time) (gone []*Identity, next time.Time) {
 	return gone, next
 }
 
-func expired(id *Identity, now time.Time) bool {
+func expired(id *identity, now time.Time) bool {
 	return !id.Expires.IsZero() && !now.Before(id.Expires)
 }
 
@@ -343,6 +343,6 @@ func signAlgorithm(pub ssh.PublicKey, flags sshagent.SignatureFlags) string {
 }
 
 // signWith signs data with an identity's key.
-func signWith(id *Identity, rand io.Reader, data []byte, algo string) (*ssh.Signature, error) {
+func signWith(id *identity, rand io.Reader, data []byte, algo string) (*ssh.Signature, error) {
 	return id.key.SignWithAlgorithm(rand, data, algo)
 }

@@ -154,7 +154,7 @@ func parseKeySettings(details []byte, set *policy.Settings) (stored bool, err er
 	return ks.Stored, nil
 }
 
-func (s *Server) keyInfo(id *Identity) KeyInfo {
+func (s *Server) keyInfo(id *identity) KeyInfo {
 	_, cert := id.Public.(*ssh.Certificate)
 	ki := KeyInfo{
 		Fingerprint: id.Fingerprint, Type: id.Type(), Comment: id.Comment,

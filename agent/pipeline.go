@@ -29,7 +29,7 @@ type signRequest struct {
 	flags sshagent.SignatureFlags
 	start time.Time
 
-	id         *Identity        // lookup
+	id         *identity        // lookup
 	hops       []sshwire.Hop    // bind: the connection's verified path
 	bindFailed bool             // bind: a bind on this connection failed
 	what       sshwire.SignData // classify

@@ -59,7 +59,7 @@ func (a *connAgent) requestClient() *policy.Client {
 // a login names for it (a certificate file; classify has checked that it
 // certifies exactly this key). CertOf checks the CA's signature; a
 // certificate that fails it selects no certificate rules.
-func policyKey(id *Identity, named *ssh.Certificate) policy.Key {
+func policyKey(id *identity, named *ssh.Certificate) policy.Key {
 	k := policy.Key{Fingerprint: id.Fingerprint, Comment: id.Comment, Type: id.Type()}
 	switch {
 	case id.Cert() != nil:
@@ -91,7 +91,7 @@ func forwarded(hops []sshwire.Hop) bool {
 // if not, by which rule: ssh-add -h keys follow OpenSSH's rule, and from a
 // forwarded connection (or one whose bind failed) only keys the policy
 // would let this path use are shown.
-func (a *connAgent) visible(id *Identity) (bool, policy.Decision) {
+func (a *connAgent) visible(id *identity) (bool, policy.Decision) {
 	if id.Dest != nil && !id.Dest.VisibleOnList(&a.bind) {
 		return false, policy.Decision{Verdict: policy.Deny, Rule: "ssh-add -h",
 			Reason: "Refused: the key was added with ssh-add -h, and its destination constraints do not permit this path."}
@@ -111,7 +111,7 @@ func (a *connAgent) visible(id *Identity) (bool, policy.Decision) {
 
 // notifyHidden tells the person that a list through a forwarded agent hid
 // a key, as a refused signature is told (policy notify setting).
-func (s *Server) notifyHidden(a *connAgent, id *Identity, why policy.Decision) {
+func (s *Server) notifyHidden(a *connAgent, id *identity, why policy.Decision) {
 	if s.opts.Notifier == nil || !notify.ShouldNotify(string(s.policy().NotifyMode()), true, true) {
 		return
 	}

@@ -16,7 +16,7 @@ func TestProgramFor(t *testing.T) {
 	}
 	good := peerInfo{PID: 10, Exe: "/usr/bin/ssh-keygen", Client: client("/usr/bin/ssh-keygen")}
 	req := func(confirm bool, remember time.Duration) *signRequest {
-		return &signRequest{id: &Identity{Settings: policy.Settings{Confirm: confirm}}, decision: policy.Decision{Verdict: policy.Confirm, Remember: remember}}
+		return &signRequest{id: &identity{Settings: policy.Settings{Confirm: confirm}}, decision: policy.Decision{Verdict: policy.Confirm, Remember: remember}}
 	}
 	for _, tt := range []struct {
 		name   string

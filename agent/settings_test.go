@@ -23,7 +23,7 @@ func TestSettingsReachTheIdentity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	check := func(how string, id *Identity, want policy.Settings, stored bool, expires time.Time) {
+	check := func(how string, id *identity, want policy.Settings, stored bool, expires time.Time) {
 		t.Helper()
 		got := id.Settings
 		if got.Confirm != want.Confirm || strings.Join(got.Allow, ",") != strings.Join(want.Allow, ",") ||

@@ -121,7 +121,7 @@ type upstream struct {
 	mu        sync.Mutex
 	reachable bool
 	contacted bool // a request has been tried
-	keys      []*Identity
+	keys      []*identity
 	lastErr   string
 	retryAt   time.Time // no new connection before this, after a failure
 	binds     bindSupport
@@ -164,7 +164,7 @@ func (s *upstreamSet) configured() bool { return s != nil && len(s.config().sock
 
 // find returns the upstream identity for a public key blob, from the
 // keys each configured upstream listed last (in upstream order).
-func (s *upstreamSet) find(blob []byte) *Identity {
+func (s *upstreamSet) find(blob []byte) *identity {
 	if !s.configured() {
 		return nil
 	}
@@ -216,7 +216,7 @@ func (s *upstreamSet) checkAtStart() {
 	}
 }
 
-func (u *upstream) find(blob []byte) *Identity {
+func (u *upstream) find(blob []byte) *identity {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	for _, id := range u.keys {
@@ -279,7 +279,7 @@ func (e *upstreamError) shortText() string {
 
 // answered records a successful request; keys, if not nil, is what the
 // agent listed.
-func (u *upstream) answered(keys []*sshagent.Key, log *slog.Logger) []*Identity {
+func (u *upstream) answered(keys []*sshagent.Key, log *slog.Logger) []*identity {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.contacted && !u.reachable {
@@ -291,7 +291,7 @@ func (u *upstream) answered(keys []*sshagent.Key, log *slog.Logger) []*Identity 
 	if keys == nil {
 		return nil
 	}
-	ids := make([]*Identity, 0, len(keys))
+	ids := make([]*identity, 0, len(keys))
 	for _, k := range keys {
 		id := u.identityLocked(k)
 		if id == nil {
@@ -306,7 +306,7 @@ func (u *upstream) answered(keys []*sshagent.Key, log *slog.Logger) []*Identity 
 
 // identityLocked is the upstream identity for a listed key; one already
 // known is reused (it caches its certificate check).
-func (u *upstream) identityLocked(k *sshagent.Key) *Identity {
+func (u *upstream) identityLocked(k *sshagent.Key) *identity {
 	for _, id := range u.keys {
 		if id.Blob == string(k.Blob) && id.Comment == k.Comment {
 			return id
@@ -320,7 +320,7 @@ func (u *upstream) identityLocked(k *sshagent.Key) *Identity {
 	if c, ok := pub.(*ssh.Certificate); ok {
 		fp = ssh.FingerprintSHA256(c.Key)
 	}
-	return &Identity{Public: pub, Blob: string(k.Blob), Comment: k.Comment, Fingerprint: fp, Upstream: u.socket}
+	return &identity{Public: pub, Blob: string(k.Blob), Comment: k.Comment, Fingerprint: fp, Upstream: u.socket}
 }
 
 func (u *upstream) bindSupport() bindSupport {
@@ -396,9 +396,9 @@ func (l *upstreamLink) addBind(raw []byte) {
 // key once. The upstreams are asked at once (each on its own connection),
 // so a slow one costs its own timeout, not the sum. An upstream that fails
 // contributes nothing (and is logged and retried by its health state).
-func (l *upstreamLink) list() []*Identity {
+func (l *upstreamLink) list() []*identity {
 	ups, cfg := l.set.current()
-	each := make([][]*Identity, len(ups))
+	each := make([][]*identity, len(ups))
 	if len(ups) == 1 {
 		each[0], _ = l.listOne(ups[0], cfg)
 	} else {
@@ -408,10 +408,10 @@ func (l *upstreamLink) list() []*Identity {
 		}
 		wg.Wait()
 	}
-	var out []*Identity
+	var out []*identity
 	for _, ids := range each {
 		for _, id := range ids {
-			if !slices.ContainsFunc(out, func(o *Identity) bool { return o.Blob == id.Blob }) {
+			if !slices.ContainsFunc(out, func(o *identity) bool { return o.Blob == id.Blob }) {
 				out = append(out, id)
 			}
 		}
@@ -419,7 +419,7 @@ func (l *upstreamLink) list() []*Identity {
 	return out
 }
 
-func (l *upstreamLink) listOne(u *upstream, cfg upstreamConfig) ([]*Identity, error) {
+func (l *upstreamLink) listOne(u *upstream, cfg upstreamConfig) ([]*identity, error) {
 	var keys []*sshagent.Key
 	err := l.do(u, cfg.listTimeout(), "list request", false, func(ag sshagent.ExtendedAgent) (err error) {
 		keys, err = ag.List()
@@ -436,7 +436,7 @@ func (l *upstreamLink) listOne(u *upstream, cfg upstreamConfig) ([]*Identity, er
 
 // sign sends a sign request for an upstream identity. The signature is
 // checked against the key: a wrong one is not passed on.
-func (l *upstreamLink) sign(id *Identity, data []byte, flags sshagent.SignatureFlags) (*ssh.Signature, error) {
+func (l *upstreamLink) sign(id *identity, data []byte, flags sshagent.SignatureFlags) (*ssh.Signature, error) {
 	ups, cfg := l.set.current()
 	i := slices.IndexFunc(ups, func(u *upstream) bool { return u.socket == id.Upstream })
 	if i < 0 {
@@ -755,7 +755,7 @@ func (a *connAgent) closeUpstreams() {
 
 // withUpstreamKeys is own followed by the upstream agents' keys, a key
 // already in own (same public key blob) left out: the agent's own copy wins.
-func (a *connAgent) withUpstreamKeys(own []*Identity) []*Identity {
+func (a *connAgent) withUpstreamKeys(own []*identity) []*identity {
 	if !a.srv.up.configured() {
 		return own
 	}
@@ -774,7 +774,7 @@ func (a *connAgent) withUpstreamKeys(own []*Identity) []*Identity {
 // upstreamKey finds a key an upstream agent holds: among the keys the
 // upstreams listed last, else by listing them again on this connection
 // (a client may sign without listing first).
-func (a *connAgent) upstreamKey(blob []byte) (*Identity, bool) {
+func (a *connAgent) upstreamKey(blob []byte) (*identity, bool) {
 	if !a.srv.up.configured() {
 		return nil, false
 	}

@@ -255,7 +255,7 @@ func TestUpstreamRefusesSign(t *testing.T) {
 	link.list()
 	// A key the upstream listed once but holds no more.
 	_, other := keyringWith(t, "gone")
-	id := &Identity{Public: other, Blob: string(other.Marshal()), Upstream: sock}
+	id := &identity{Public: other, Blob: string(other.Marshal()), Upstream: sock}
 	_, err := link.sign(id, []byte("x"), 0)
 	want := "upstream agent " + sock + " refused the signature request"
 	if err == nil || err.Error() != want {
@@ -276,7 +276,7 @@ func TestUpstreamTimeoutDoesNotBlockOthers(t *testing.T) {
 
 	// One client waits on the hung upstream; another client, meanwhile,
 	// signs through the good one at once.
-	hungID := &Identity{Public: pub, Blob: string(pub.Marshal()), Upstream: hung}
+	hungID := &identity{Public: pub, Blob: string(pub.Marshal()), Upstream: hung}
 	slow := newUpstreamLink(set)
 	defer slow.close()
 	errc := make(chan error, 1)
@@ -288,7 +288,7 @@ func TestUpstreamTimeoutDoesNotBlockOthers(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 	fast := newUpstreamLink(set)
 	defer fast.close()
-	goodID := &Identity{Public: pub, Blob: string(pub.Marshal()), Upstream: good}
+	goodID := &identity{Public: pub, Blob: string(pub.Marshal()), Upstream: good}
 	t0 := time.Now()
 	if _, err := fast.sign(goodID, []byte("y"), 0); err != nil {
 		t.Fatalf("sign through the good upstream: %v", err)
@@ -388,7 +388,7 @@ func TestUpstreamBindReplay(t *testing.T) {
 	rec := &bindRecorder{Agent: kr}
 	serveAgentAt(t, sock, rec)
 	set, _, _ := testUpstreamSet(t, 2*time.Second, sock)
-	id := &Identity{Public: pub, Blob: string(pub.Marshal()), Upstream: sock}
+	id := &identity{Public: pub, Blob: string(pub.Marshal()), Upstream: sock}
 
 	link := newUpstreamLink(set)
 	defer link.close()
@@ -429,7 +429,7 @@ func TestUpstreamFirstBindRefusedStaysARefusal(t *testing.T) {
 	rec := &bindRecorder{Agent: kr, refuse: func(n int) bool { return n == 1 }}
 	serveAgentAt(t, sock, rec)
 	set, _, logs := testUpstreamSet(t, 2*time.Second, sock)
-	id := &Identity{Public: pub, Blob: string(pub.Marshal()), Upstream: sock}
+	id := &identity{Public: pub, Blob: string(pub.Marshal()), Upstream: sock}
 
 	attacker := newUpstreamLink(set)
 	defer attacker.close()
@@ -461,7 +461,7 @@ func TestUpstreamWithoutSessionBind(t *testing.T) {
 	link := newUpstreamLink(set)
 	defer link.close()
 	link.addBind([]byte("not-a-bind"))
-	id := &Identity{Public: pub, Blob: string(pub.Marshal()), Upstream: sock}
+	id := &identity{Public: pub, Blob: string(pub.Marshal()), Upstream: sock}
 	if _, err := link.sign(id, []byte("x"), 0); err != nil {
 		t.Fatalf("sign through an agent without session-bind: %v", err)
 	}
