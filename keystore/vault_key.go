@@ -267,23 +267,14 @@ func (k *LockedKey) SignWithAlgorithm(rand io.Reader, data []byte, algorithm str
 	return sig, err
 }
 
-// signEd25519 copies the 64-byte key to the heap and clears it after. It
-// must be a heap copy: crypto/ed25519 caches the expanded key through a weak
-// pointer to the slice, and a weak pointer into the vault kills the process
-// ("getWeakHandle on invalid pointer"). Left behind: that cached expanded key
-// (seed, scalar, prefix), an unexported heap object that is dropped once the
-// cleared copy is collected, but not zeroed by the collector unless the
-// binary is built with GOEXPERIMENT=runtimesecret.
-func (k *LockedKey) signEd25519(rand io.Reader, data []byte, algorithm string) (*ssh.Signature, error) {
+// signEd25519 signs from the seed where the vault keeps it, without a
+// copy on the heap (signEd25519Seed says why not crypto/ed25519).
+func (k *LockedKey) signEd25519(_ io.Reader, data []byte, algorithm string) (*ssh.Signature, error) {
 	if algorithm != "" && algorithm != ssh.KeyAlgoED25519 {
 		return nil, fmt.Errorf("ssh: unsupported signature algorithm %q for key format %q", algorithm, ssh.KeyAlgoED25519)
 	}
-	priv := make(ed25519.PrivateKey, ed25519.PrivateKeySize)
-	copy(priv, k.s.b)
-	defer clear(priv)
-	// The same result as x/crypto's signer, without building one (and a
-	// public key) per signature.
-	return &ssh.Signature{Format: ssh.KeyAlgoED25519, Blob: ed25519.Sign(priv, data)}, nil
+	seed, pub := k.s.b[:ed25519.SeedSize], k.s.b[ed25519.SeedSize:]
+	return &ssh.Signature{Format: ssh.KeyAlgoED25519, Blob: signEd25519Seed(seed, pub, data)}, nil
 }
 
 // signECDSA rebuilds D from the vault (big.Int.SetBytes reads the locked
