@@ -112,6 +112,7 @@ func runPolicyCheck(ctx context.Context, named, socket string, out, errOut io.Wr
 		return err
 	}
 	fmt.Fprint(out, termtext.EscapeLines(p.Summary()))
+	printPolicyUpstreams(out, p)
 	if ak.status != nil {
 		fmt.Fprintf(out, "\nKeys of the agent on %s:\n", termtext.Escape(socket))
 		lines := ak.keySections(p)
@@ -361,4 +362,24 @@ func explainKeyFile(arg string) (k policy.Key, pub ssh.PublicKey, isFile bool, e
 		}
 	}
 	return k, pub, true, nil
+}
+
+// printPolicyUpstreams lists the policy's upstream agents, each with
+// whether a socket is there now (a missing one is retried by the agent,
+// never fatal; `safe-agent status` says whether it answers).
+func printPolicyUpstreams(out io.Writer, p *policy.Policy) {
+	ups := p.Upstreams()
+	if len(ups) == 0 {
+		return
+	}
+	fmt.Fprintf(out, "\nUpstream agents (their keys get these rules too; a sign request waits at most %s):\n", p.UpstreamTimeout())
+	for _, u := range ups {
+		state := "socket present"
+		if fi, err := os.Stat(u); err != nil {
+			state = "no socket there now: the agent retries it"
+		} else if fi.Mode().Type() != os.ModeSocket {
+			state = "not a socket"
+		}
+		fmt.Fprintf(out, "  %s (%s)\n", termtext.Escape(u), state)
+	}
 }

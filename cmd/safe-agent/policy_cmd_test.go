@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"errors"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -271,4 +272,26 @@ func procComm(t *testing.T) string {
 		t.Skip("no /proc: this test reads /proc/self/comm")
 	}
 	return strings.TrimSpace(string(b))
+}
+
+// policy check lists the upstream agents, expanded, with whether a socket
+// is there.
+func TestPolicyCheckUpstreams(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "yk.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	t.Setenv("UPDIR", dir)
+	file := filepath.Join(dir, "policy.toml")
+	os.WriteFile(file, []byte("upstream = [\"$UPDIR/yk.sock\", \"$UPDIR/gone.sock\"]\nupstream_timeout = \"20s\"\n"), 0o600)
+	out, errOut, code := runPolicyCLI(t, "policy", "check", file)
+	want := "\nUpstream agents (their keys get these rules too; a sign request waits at most 20s):\n" +
+		"  " + sock + " (socket present)\n" +
+		"  " + filepath.Join(dir, "gone.sock") + " (no socket there now: the agent retries it)\n"
+	if code != 0 || !strings.Contains(out, want) {
+		t.Errorf("policy check: code %d\nstdout %s\nstderr %s\nwant it to contain %q", code, out, errOut, want)
+	}
 }
