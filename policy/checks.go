@@ -45,19 +45,20 @@ func refusal(kind FindingKind, rule string) *finding {
 
 // evaluateLogin runs the login checks in order; the first finding decides.
 func (d *decider) evaluateLogin() *finding {
-	checks := [...]func() *finding{
-		d.checkClients,
-		d.checkNoBind,
-		d.checkBindFailed,
-		d.checkBindOrder,
-		d.checkRevoked,
-		d.checkDeny,
-		d.checkDepth,
-		d.checkAllow,
-		d.checkUnknownDest,
+	// Method expressions, not method values: nothing to allocate.
+	checks := [...]func(*decider) *finding{
+		(*decider).checkClients,
+		(*decider).checkNoBind,
+		(*decider).checkBindFailed,
+		(*decider).checkBindOrder,
+		(*decider).checkRevoked,
+		(*decider).checkDeny,
+		(*decider).checkDepth,
+		(*decider).checkAllow,
+		(*decider).checkUnknownDest,
 	}
 	for _, check := range checks {
-		if f := check(); f != nil {
+		if f := check(d); f != nil {
 			return f
 		}
 	}
@@ -247,7 +248,9 @@ func (d *decider) checkUnknownDest() *finding {
 
 func (d *decider) allowed() *finding {
 	if d.destRule != "" {
-		return &finding{kind: FindAllowed, verdict: Allow, rule: d.destRule, list: d.destList, entry: d.destEntry, hop: len(d.hops) - 1}
+		d.fin = finding{kind: FindAllowed, verdict: Allow, rule: d.destRule, list: d.destList, entry: d.destEntry, hop: len(d.hops) - 1}
+	} else {
+		d.fin = finding{kind: FindAllowed, verdict: Allow, rule: d.ru.section, src: d.ru.section, entry: -1, hop: -1}
 	}
-	return &finding{kind: FindAllowed, verdict: Allow, rule: d.ru.section, src: d.ru.section, entry: -1, hop: -1}
+	return &d.fin
 }

@@ -310,7 +310,7 @@ func (d *decider) checkClients() *finding {
 // clientUnknown explains a FindClientUnknown refusal.
 func (d *decider) clientUnknown(act, src string) string {
 	return fmt.Sprintf("Refused: key %s may not %s: the requesting program cannot be identified (%s), and %s adds restrictions for some programs that may use this key; a program that cannot be identified gets no fewer.",
-		d.key, act, d.r.Client.Unreadable, sectionText(src))
+		d.keyName(), act, d.r.Client.Unreadable, sectionText(src))
 }
 
 // clientsMiss explains a FindNotClient refusal.
@@ -320,9 +320,9 @@ func (d *decider) clientsMiss(act string) string {
 	lim := fmt.Sprintf("%s lets only clients = %s use the key", sectionText(src), clientList(d.ru.clients))
 	switch {
 	case c == nil:
-		return fmt.Sprintf("Refused: key %s may not %s: the requesting program is not known (policy explain: pass --client or --client-pid), and %s.", d.key, act, lim)
+		return fmt.Sprintf("Refused: key %s may not %s: the requesting program is not known (policy explain: pass --client or --client-pid), and %s.", d.keyName(), act, lim)
 	case c.Unreadable != "":
-		return fmt.Sprintf("Refused: key %s may not %s: the requesting program cannot be identified (%s), and %s.", d.key, act, c.Unreadable, lim)
+		return fmt.Sprintf("Refused: key %s may not %s: the requesting program cannot be identified (%s), and %s.", d.keyName(), act, c.Unreadable, lim)
 	}
 	fix := " To let this program use it, add its name or executable path to clients"
 	if src == storedSrc {
@@ -330,7 +330,7 @@ func (d *decider) clientsMiss(act string) string {
 	} else {
 		fix += " in " + d.fileText() + "."
 	}
-	return fmt.Sprintf("Refused: key %s may not %s: the request comes from %s, and %s; none of them is in the chain.%s", d.key, act, c.Text(), lim, fix)
+	return fmt.Sprintf("Refused: key %s may not %s: the request comes from %s, and %s; none of them is in the chain.%s", d.keyName(), act, c.Text(), lim, fix)
 }
 
 // clientNote, for a source that is a [[client]] section, says why it
@@ -361,7 +361,7 @@ func (d *decider) clientNamespaces(act string) *Decision {
 		}
 		dec := deny(found(FindNamespace, ac.cr.section, "namespaces"), ac.cr.section+" namespaces", fmt.Sprintf(
 			"Refused: key %s may not %s: namespaces in %s are %s. Add %q to namespaces there in %s to allow it.",
-			d.key, act, d.srcText(ac.cr.section), nsList(ns), d.r.Namespace, d.fileText()))
+			d.keyName(), act, d.srcText(ac.cr.section), nsList(ns), d.r.Namespace, d.fileText()))
 		return &dec
 	}
 	return nil

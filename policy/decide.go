@@ -3,6 +3,7 @@ package policy
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -45,16 +46,17 @@ type list struct {
 	entries []destPattern
 }
 
-func (l list) rule(i int) string { return fmt.Sprintf("%s %s[%d]", l.src, l.field, i) }
+func (l list) rule(i int) string { return l.src + " " + l.field + "[" + strconv.Itoa(i) + "]" }
 
 // decider holds one request while it is decided.
 type decider struct {
 	p      *Policy
-	r      *Request
+	r      *Request // &req
+	req    Request
 	ru     *rule
 	st     stored
 	hops   []hop
-	key    string // how reasons name the key
+	key    string // keyName's memo
 	allows []list // every non-empty allow list that applies
 	denies []list // every non-empty deny list that applies
 	// clients are the [[client]] sections that apply to this request.
@@ -65,7 +67,11 @@ type decider struct {
 	// destList and destEntry are that entry as data.
 	destList  *list
 	destEntry int
-	buf       [4]hop
+	fin       finding // allowed's result
+	// Room for the common case, so that deciding allocates little.
+	buf      [2]hop
+	allowBuf [2]list
+	denyBuf  [1]list
 }
 
 // Decide decides one sign request. It is pure: no I/O, no clock (host
@@ -75,19 +81,21 @@ func (p *Policy) Decide(r Request) Decision {
 	if bad != nil {
 		return *bad
 	}
-	if r.Purpose == PurposeLogin {
+	if d.r.Purpose == PurposeLogin {
 		return d.login()
 	}
 	return d.localOnly()
 }
 
-// newDecider compiles what applies to r; stored settings that do not
-// compile refuse.
+// newDecider compiles what applies to a copy of r; stored settings that
+// do not compile refuse.
 func (p *Policy) newDecider(r *Request) (*decider, *Decision) {
-	d := &decider{p: p, r: r, ru: p.ruleFor(r.Key), key: keyLabel(r.Key)}
+	d := &decider{p: p, req: *r}
+	d.r = &d.req
+	d.ru = p.ruleFor(r.Key)
 	st, err := compileSettings(r.Settings)
 	if err != nil {
-		bad := deny(found(FindBadSettings, storedSrc, ""), storedSrc, fmt.Sprintf("Refused: the settings stored with key %s are not valid (%v). Remove the key and add it again with valid --allow/--deny values.", d.key, err))
+		bad := deny(found(FindBadSettings, storedSrc, ""), storedSrc, fmt.Sprintf("Refused: the settings stored with key %s are not valid (%v). Remove the key and add it again with valid --allow/--deny values.", d.keyName(), err))
 		return nil, &bad
 	}
 	d.st = st
@@ -105,6 +113,15 @@ func deny(f Finding, rule, reason string) Decision {
 	return Decision{Verdict: Deny, Finding: f, Rule: rule, Reason: reason}
 }
 
+// keyName is how reasons name the key, worked out when first needed (a
+// list request that shows the key never needs it).
+func (d *decider) keyName() string {
+	if d.key == "" {
+		d.key = keyLabel(d.r.Key)
+	}
+	return d.key
+}
+
 func keyLabel(k Key) string {
 	if k.Cert != nil {
 		plain := k
@@ -113,9 +130,9 @@ func keyLabel(k Key) string {
 	}
 	switch {
 	case k.Comment != "" && k.Fingerprint != "":
-		return fmt.Sprintf("%q (%s)", k.Comment, k.Fingerprint)
+		return strconv.Quote(k.Comment) + " (" + k.Fingerprint + ")"
 	case k.Comment != "":
-		return fmt.Sprintf("%q", k.Comment)
+		return strconv.Quote(k.Comment)
 	case k.Fingerprint != "":
 		return k.Fingerprint
 	default:
@@ -147,7 +164,7 @@ func (d *decider) fileText() string {
 }
 
 func (d *decider) allowLists() []list {
-	var ls []list
+	ls := d.allowBuf[:0]
 	if len(d.ru.allow) > 0 {
 		ls = append(ls, list{d.ru.allowSrc, "allow", d.ru.allow})
 	}
@@ -163,7 +180,7 @@ func (d *decider) allowLists() []list {
 }
 
 func (d *decider) denyLists() []list {
-	var ls []list
+	ls := d.denyBuf[:0]
 	if len(d.ru.deny) > 0 {
 		ls = append(ls, list{d.ru.denySrc, "deny", d.ru.deny})
 	}
@@ -209,7 +226,8 @@ func (d *decider) depth() int {
 // pathText is "here → jump.example (forwarded) → db.internal"; a trailing
 // "?" stands for a destination the client did not bind.
 func (d *decider) pathText(unbound bool) string {
-	var p Path
+	var buf [4]PathHop
+	p := Path{Hops: buf[:0]}
 	hops := d.hops
 	switch {
 	case unbound && d.claimOnly():
@@ -228,7 +246,7 @@ func (d *decider) action(dest string) string {
 	switch d.r.Purpose {
 	case PurposeLogin:
 		if d.r.User != "" {
-			return fmt.Sprintf("log in as %s to %s", d.r.User, dest)
+			return "log in as " + d.r.User + " to " + dest
 		}
 		return "log in to " + dest
 	case PurposeSSHSIG:
@@ -265,25 +283,25 @@ func (d *decider) explain(f *finding) Decision {
 	case FindNoBindRestricted:
 		return refuse(f, fmt.Sprintf(
 			"Refused: key %s may not %s: the client did not say which host this login is for (no session-bind), and %s limits the key to allow = %s. OpenSSH 8.9+ is needed for destination rules: use a newer ssh client, or remove allow from %s in %s.",
-			d.key, act, d.srcText(f.list.src), patternList(f.list.entries), sectionText(f.list.src), d.fileText()))
+			d.keyName(), act, d.srcText(f.list.src), patternList(f.list.entries), sectionText(f.list.src), d.fileText()))
 	case FindNoBindLocal:
-		return d.finish(0, f.public(), f.rule, fmt.Sprintf("key %s may %s: a local connection (no session-bind), and %s has no allow list", d.key, act, sectionText(d.ru.allowSrc)), nil)
+		return d.finish(0, f.public(), f.rule, fmt.Sprintf("key %s may %s: a local connection (no session-bind), and %s has no allow list", d.keyName(), act, sectionText(d.ru.allowSrc)), nil)
 	case FindBindFailed:
 		return refuse(f, fmt.Sprintf(
 			"Refused: key %s may not %s: a session-bind on this connection failed verification, so nothing says where this signature would be used, and %s restricts the key with allow. Check the hosts on this path (%s) for tampering.",
-			d.key, act, d.srcText(f.list.src), path))
+			d.keyName(), act, d.srcText(f.list.src), path))
 	case FindBindOrder:
 		return refuse(f, fmt.Sprintf(
 			"Refused: key %s may not %s: the connection's session-binds are inconsistent (%s was bound for a login, yet more hosts follow it: %s). This is not something ssh does; the host that sent them may be tampering.",
-			d.key, act, hops[f.hop].label(), path))
+			d.keyName(), act, hops[f.hop].label(), path))
 	case FindRevoked:
 		return refuse(f, fmt.Sprintf(
 			"Refused: key %s may not %s (%s): %s. If the host has a new key, replace its line in known_hosts.",
-			d.key, act, path, hops[f.hop].revoked))
+			d.keyName(), act, path, hops[f.hop].revoked))
 	case FindDenied:
 		return refuse(f, fmt.Sprintf(
 			"Refused: key %s may not %s (%s): %s matches deny entry %q in %s. To reach this host, remove that entry%s.",
-			d.key, act, path, hops[f.hop].label(), f.list.entries[f.entry].raw, d.srcText(f.list.src), d.inFile(f.list.src)))
+			d.keyName(), act, path, hops[f.hop].label(), f.list.entries[f.entry].raw, d.srcText(f.list.src), d.inFile(f.list.src)))
 	case FindTooDeep:
 		what := fmt.Sprintf("through %d forwarded agents (at most %d allowed)", depth, f.limit)
 		if f.limit == 0 {
@@ -291,44 +309,44 @@ func (d *decider) explain(f *finding) Decision {
 		}
 		return refuse(f, fmt.Sprintf(
 			"Refused: key %s may not %s (%s) %s: max_forward_depth = %d in %s. If you trust every host on this path, raise max_forward_depth there%s.",
-			d.key, act, path, what, f.limit, d.srcText(f.src), d.inFile(f.src)))
+			d.keyName(), act, path, what, f.limit, d.srcText(f.src), d.inFile(f.src)))
 	case FindNotAllowed:
 		return refuse(f, d.allowMiss(*f.list, f.hop, act, path))
 	case FindNoNextHop:
 		return refuse(f, fmt.Sprintf(
 			"Refused: key %s may not be used from %s (%s): no entry of allow = %s in %s continues from there.",
-			d.key, hops[f.hop].label(), path, patternList(f.list.entries), d.srcText(f.list.src)))
+			d.keyName(), hops[f.hop].label(), path, patternList(f.list.entries), d.srcText(f.list.src)))
 	case FindUnbound:
 		if d.claimOnly() {
 			return refuse(f, fmt.Sprintf(
 				"Refused: key %s may not %s (%s): the login is a plain \"publickey\" signature, which does not name the server it is for, so whoever holds the forwarded agent on %s could use it to log in to any server that accepts the key; %s restricts the key with allow, so through a forwarded agent only host-bound logins (OpenSSH 8.9+ on both ends) are accepted. Log in to an older server directly, not through a forwarded agent.",
-				d.key, act, path, hops[d.lastForwarding()].label(), d.srcText(f.list.src)))
+				d.keyName(), act, path, hops[d.lastForwarding()].label(), d.srcText(f.list.src)))
 		}
 		return refuse(f, fmt.Sprintf(
 			"Refused: key %s may not %s (%s): the client on %s did not say which host it logs in to (no session-bind for the destination), and %s restricts the key with allow. The client there needs OpenSSH 8.9+.",
-			d.key, act, path, hops[f.hop].label(), d.srcText(f.list.src)))
+			d.keyName(), act, path, hops[f.hop].label(), d.srcText(f.list.src)))
 	case FindUnknownDest:
 		switch f.verdict {
 		case Deny:
 			return refuse(f, fmt.Sprintf(
 				"Refused: key %s may not %s through a forwarded agent (%s): %s, and unknown_destination = \"deny\". Add the host to known_hosts, add its fingerprint to allow, or set unknown_destination = \"confirm\" in %s.",
-				d.key, act, path, f.why, d.fileText()))
+				d.keyName(), act, path, f.why, d.fileText()))
 		case Confirm:
 			return d.finish(depth, Finding{}, "", "", &reason{f.public(), f.rule, f.why + ", and unknown_destination = \"confirm\""})
 		default:
-			return d.finish(depth, f.public(), f.rule, fmt.Sprintf("key %s may %s (%s): %s, and unknown_destination = \"allow\"", d.key, act, path, f.why), nil)
+			return d.finish(depth, f.public(), f.rule, fmt.Sprintf("key %s may %s (%s): %s, and unknown_destination = \"allow\"", d.keyName(), act, path, f.why), nil)
 		}
 	}
 	// FindAllowed.
 	if d.destRule != "" {
-		return d.finish(depth, f.public(), f.rule, fmt.Sprintf("key %s may %s (%s): %s", d.key, act, path, d.allowedBy(f.rule, d.allowEntry(f.rule))), nil)
+		return d.finish(depth, f.public(), f.rule, "key "+d.keyName()+" may "+act+" ("+path+"): "+d.allowedBy(f.rule, d.allowEntry(f.rule)), nil)
 	}
 	limit, _ := d.depthLimit()
 	how := fmt.Sprintf("%s has no allow list", sectionText(d.ru.allowSrc))
 	if depth > 0 {
 		how += fmt.Sprintf(" and the path is within max_forward_depth = %d", limit)
 	}
-	return d.finish(depth, f.public(), f.rule, fmt.Sprintf("key %s may %s (%s): %s", d.key, act, path, how), nil)
+	return d.finish(depth, f.public(), f.rule, fmt.Sprintf("key %s may %s (%s): %s", d.keyName(), act, path, how), nil)
 }
 
 // lastForwarding is the index of the last forwarding hop (-1: none).
@@ -356,7 +374,10 @@ func (d *decider) inFile(src string) string {
 }
 
 func (d *decider) allowEntry(rule string) string {
-	for _, l := range d.allowLists() {
+	if d.destList != nil && rule == d.destRule {
+		return d.destList.entries[d.destEntry].raw
+	}
+	for _, l := range d.allows {
 		for j, pat := range l.entries {
 			if l.rule(j) == rule {
 				return pat.raw
@@ -368,7 +389,7 @@ func (d *decider) allowEntry(rule string) string {
 
 func (d *decider) allowedBy(rule, entry string) string {
 	src, _, _ := strings.Cut(rule, " allow[")
-	return fmt.Sprintf("allow entry %q in %s", entry, d.srcText(src))
+	return "allow entry " + strconv.Quote(entry) + " in " + d.srcText(src)
 }
 
 // allowMiss explains why hop i matched no entry of l and suggests the entry
@@ -381,7 +402,7 @@ func (d *decider) allowMiss(l list, i int, act, path string) string {
 		name = h.names[0]
 	case len(h.wild) > 0:
 		name = h.wild[0].pat
-	case len(h.fps) > 0:
+	case len(h.fingerprints()) > 0:
 		name = h.fps[0]
 	}
 	suggest := ""
@@ -392,7 +413,7 @@ func (d *decider) allowMiss(l list, i int, act, path string) string {
 			pn := prev.label()
 			if len(prev.names) > 0 {
 				pn = prev.names[0]
-			} else if len(prev.fps) > 0 && len(prev.wild) == 0 {
+			} else if len(prev.fingerprints()) > 0 && len(prev.wild) == 0 {
 				pn = prev.fps[0]
 			}
 			s = pn + ">" + s
@@ -416,7 +437,7 @@ func (d *decider) allowMiss(l list, i int, act, path string) string {
 		}
 	}
 	return fmt.Sprintf("Refused: key %s may not %s (%s): %s, %s, is not allowed by %s (allow = %s).%s%s",
-		d.key, act, path, where, h.label(), d.srcText(l.src), patternList(l.entries), extra, suggest)
+		d.keyName(), act, path, where, h.label(), d.srcText(l.src), patternList(l.entries), extra, suggest)
 }
 
 func patternList(ps []destPattern) string {
@@ -477,7 +498,7 @@ func (d *decider) finish(depth int, done Finding, rule, why string, first *reaso
 	for i, a := range asks {
 		texts[i] = a.text
 	}
-	ask := fmt.Sprintf("Ask first: key %s would %s%s: %s", d.key, d.action(dest), pathPart, strings.Join(texts, "; also "))
+	ask := fmt.Sprintf("Ask first: key %s would %s%s: %s", d.keyName(), d.action(dest), pathPart, strings.Join(texts, "; also "))
 	return Decision{Verdict: Confirm, Finding: asks[0].f, Rule: asks[0].rule, Remember: remember, Reason: ask + ".", ask: ask}
 }
 
@@ -497,7 +518,7 @@ func (d *decider) localOnly() Decision {
 		}
 		return deny(found(FindNotLocal, "", ""), "local only (built-in)", fmt.Sprintf(
 			"Refused: key %s may %s only on your own machine: %s. Run the signing command on your own machine instead.",
-			d.key, act, why))
+			d.keyName(), act, why))
 	}
 	if d.r.Purpose == PurposeSSHSIG {
 		if bad := d.clientNamespaces(act); bad != nil {
@@ -509,17 +530,17 @@ func (d *decider) localOnly() Decision {
 		if i < 0 {
 			return deny(found(FindNamespace, d.ru.nsSrc, "namespaces"), d.ru.nsSrc+" namespaces", fmt.Sprintf(
 				"Refused: key %s may not %s: namespaces in %s are %s. Add %q to namespaces in %s to allow it.",
-				d.key, act, sectionText(d.ru.nsSrc), nsList(d.ru.namespaces), d.r.Namespace, d.fileText()))
+				d.keyName(), act, sectionText(d.ru.nsSrc), nsList(d.ru.namespaces), d.r.Namespace, d.fileText()))
 		}
 		listed := found(FindAllowed, d.ru.nsSrc, "namespaces")
 		listed.Entry = i
-		return d.finish(0, listed, fmt.Sprintf("%s namespaces[%d]", d.ru.nsSrc, i), fmt.Sprintf("key %s may %s on your own machine: namespace %q is listed in %s", d.key, act, d.r.Namespace, sectionText(d.ru.nsSrc)), nil)
+		return d.finish(0, listed, fmt.Sprintf("%s namespaces[%d]", d.ru.nsSrc, i), fmt.Sprintf("key %s may %s on your own machine: namespace %q is listed in %s", d.keyName(), act, d.r.Namespace, sectionText(d.ru.nsSrc)), nil)
 	}
 	what := "any namespace"
 	if d.r.Purpose == PurposeOpaque {
 		what = "other signatures"
 	}
-	return d.finish(0, found(FindAllowed, d.ru.section, ""), d.ru.section, fmt.Sprintf("key %s may %s on your own machine (%s allows %s)", d.key, act, sectionText(d.ru.section), what), nil)
+	return d.finish(0, found(FindAllowed, d.ru.section, ""), d.ru.section, fmt.Sprintf("key %s may %s on your own machine (%s allows %s)", d.keyName(), act, sectionText(d.ru.section), what), nil)
 }
 
 func nsList(ns []string) string {
@@ -551,7 +572,7 @@ func matchAt(hops []hop, i int, pat destPattern, forDeny bool) bool {
 func (h *hop) matchPart(hp hostPart, forDeny bool) bool {
 	switch hp.kind {
 	case partFingerprint:
-		return slices.Contains(h.fps, hp.s)
+		return slices.Contains(h.fingerprints(), hp.s)
 	case partLiteral:
 		if slices.Contains(h.names, hp.s) {
 			return true

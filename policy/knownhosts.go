@@ -488,12 +488,24 @@ func fingerprintOf(blob []byte) string {
 
 // hop is one resolved hop: everything Decide needs about a host key.
 type hop struct {
-	names   []string
-	wild    []wildName
-	fps     []string // the key's fingerprint; for a certificate also the certified key's and the CA's
-	revoked string   // why the key is revoked, or ""
+	names []string
+	wild  []wildName
+	// fps are the key's fingerprint and, for a certificate, the certified
+	// key's and the CA's; read them with fingerprints. A plain key's is
+	// worked out from blob only when a decision needs it.
+	fps     []string
+	blob    []byte
+	revoked string // why the key is revoked, or ""
 	fwd     bool
 	note    string // e.g. why a certificate gave no names
+}
+
+// fingerprints is h.fps, filled in on first use.
+func (h *hop) fingerprints() []string {
+	if h.fps == nil && h.blob != nil {
+		h.fps = []string{fingerprintOf(h.blob)}
+	}
+	return h.fps
 }
 
 func (h *hop) named() bool { return len(h.names) > 0 || len(h.wild) > 0 }
@@ -505,7 +517,7 @@ func (h *hop) label() string {
 		return h.names[0]
 	case len(h.wild) > 0:
 		return fmt.Sprintf("a host matching %q", h.wild[0].pat)
-	case len(h.fps) > 0:
+	case len(h.fingerprints()) > 0:
 		return "an unnamed host (" + h.fps[0] + ")"
 	default:
 		return "an unnamed host"
@@ -529,11 +541,11 @@ func (ix *hostIndex) resolve(h Hop, ct certTime) hop {
 	kb := h.HostKey.Marshal()
 	cert, isCert := h.HostKey.(*ssh.Certificate)
 	if !isCert {
-		out.fps = []string{fingerprintOf(kb)}
+		out.blob = kb
 		if i, ok := ix.lookup(kb); ok {
 			x := ix.extraOf(i)
 			if x.revoked != "" {
-				out.revoked = "the host key " + out.fps[0] + " is marked @revoked in " + x.revoked
+				out.revoked = "the host key " + out.fingerprints()[0] + " is marked @revoked in " + x.revoked
 				return out
 			}
 			out.names, out.wild = ix.namesOf(i), x.wild

@@ -55,8 +55,9 @@ type checker struct {
 	loc  *locator
 	errs []*FileError
 
-	kept     map[string]string      // see keep
-	compiled map[string]destPattern // allow/deny entries compiled so far
+	kept     map[string]string        // see keep
+	compiled map[string]destPattern   // allow/deny entries compiled so far
+	lists    map[string][]destPattern // allow/deny lists so far, by their entries
 }
 
 // keep returns a copy of s, one per distinct string. Strings the policy
@@ -466,7 +467,30 @@ func (c *checker) patterns(path string, v any) []destPattern {
 		out = append(out, p)
 		return true
 	})
-	return out
+	return c.shareList(out)
+}
+
+// shareList returns an earlier list with the same entries, if any: rules
+// often repeat an allow list, and lists are never modified once parsed.
+func (c *checker) shareList(l []destPattern) []destPattern {
+	if len(l) == 0 {
+		return l
+	}
+	var key strings.Builder
+	for _, p := range l {
+		key.WriteString(strconv.Itoa(len(p.raw)))
+		key.WriteByte(':')
+		key.WriteString(p.raw)
+	}
+	if prev, ok := c.lists[key.String()]; ok {
+		return prev
+	}
+	if c.lists == nil {
+		c.lists = map[string][]destPattern{}
+	}
+	l = slices.Clip(l)
+	c.lists[key.String()] = l
+	return l
 }
 
 // clientPatterns reads a list of client patterns (clients, [[client]]

@@ -50,6 +50,9 @@ const (
 // "here → jump (forwarded) → db", "here → jump (forwarded) → ? (failed
 // session-bind)", "here → ? (not host-bound; bound to db)".
 func (p Path) Long() string {
+	if len(p.Hops)+2 <= maxPathParts {
+		return p.join(true) // the common case, built without a parts slice
+	}
 	parts := p.parts(true)
 	if len(parts) > maxPathParts {
 		head, tail := parts[:maxPathParts/2], parts[len(parts)-maxPathParts/2+1:]
@@ -62,7 +65,38 @@ func (p Path) Long() string {
 // unknown destination is just "?" whatever the reason, and nothing is
 // left out (a table cuts to its width itself).
 func (p Path) Short() string {
-	return strings.Join(p.parts(false), pathArrow)
+	return p.join(false)
+}
+
+// join is strings.Join(p.parts(long), pathArrow) in one allocation.
+func (p Path) join(long bool) string {
+	n := len(pathHere)
+	for _, h := range p.Hops {
+		n += len(pathArrow) + len(h.Name)
+		if h.Forwarded {
+			n += len(pathForwarded)
+		}
+	}
+	tail := ""
+	if p.Tail != TailNone {
+		tail = p.tail(long)
+		n += len(pathArrow) + len(tail)
+	}
+	var b strings.Builder
+	b.Grow(n)
+	b.WriteString(pathHere)
+	for _, h := range p.Hops {
+		b.WriteString(pathArrow)
+		b.WriteString(h.Name)
+		if h.Forwarded {
+			b.WriteString(pathForwarded)
+		}
+	}
+	if p.Tail != TailNone {
+		b.WriteString(pathArrow)
+		b.WriteString(tail)
+	}
+	return b.String()
 }
 
 // parts are the path's elements: "here", each hop, then the tail.

@@ -268,11 +268,11 @@ type Policy struct {
 
 	defaults *rule
 	rules    []*rule
-	ruleFP   map[string]int   // fingerprint → first rule index
-	ruleGlob map[string][]int // literal prefix of a comment glob → rule indices
-	prefixes []int            // distinct literal prefix lengths, ascending
-	ruleCA   map[string]int   // CA fingerprint → first rule index
-	rulePrin []int            // principal: rules, in file order
+	ruleFP   map[string]int // fingerprint → first rule index
+	ruleGlob []globRule     // comment-glob rules, by literal prefix, then file order
+	prefixes []int          // distinct literal prefix lengths, ascending
+	ruleCA   map[string]int // CA fingerprint → first rule index
+	rulePrin []int          // principal: rules, in file order
 
 	clientRules []*clientRule // [[client]] sections, in file order
 	hasClients  bool          // HasClientRules, worked out by buildRuleIndex
@@ -427,7 +427,7 @@ func (k matchKind) certBased() bool { return k == matchCA || k == matchPrincipal
 // for comment globs, the rule indices keyed by the glob's literal prefix.
 func (p *Policy) buildRuleIndex() {
 	p.ruleFP = map[string]int{}
-	p.ruleGlob = map[string][]int{}
+	p.ruleGlob = nil
 	p.ruleCA = map[string]int{}
 	p.rulePrin = nil
 	lens := map[int]bool{}
@@ -451,14 +451,35 @@ func (p *Policy) buildRuleIndex() {
 		if j := strings.IndexAny(pre, "*?"); j >= 0 {
 			pre = pre[:j]
 		}
-		p.ruleGlob[pre] = append(p.ruleGlob[pre], i)
+		p.ruleGlob = append(p.ruleGlob, globRule{pre, i})
 		lens[len(pre)] = true
 	}
 	for l := range lens {
 		p.prefixes = append(p.prefixes, l)
 	}
 	slices.Sort(p.prefixes)
+	// A sorted slice, not a map of slices: a tenth of the memory for a
+	// policy of many rules.
+	slices.SortStableFunc(p.ruleGlob, func(a, b globRule) int { return strings.Compare(a.pre, b.pre) })
+	p.ruleGlob = slices.Clip(p.ruleGlob)
 	p.hasClients = p.anyClientRules()
+}
+
+// globRule is a comment-glob rule's index under its literal prefix.
+type globRule struct {
+	pre  string
+	rule int
+}
+
+// globRules are the comment-glob rules whose literal prefix is pre, in
+// file order.
+func (p *Policy) globRules(pre string) []globRule {
+	i, _ := slices.BinarySearchFunc(p.ruleGlob, pre, func(g globRule, pre string) int { return strings.Compare(g.pre, pre) })
+	j := i
+	for j < len(p.ruleGlob) && p.ruleGlob[j].pre == pre {
+		j++
+	}
+	return p.ruleGlob[i:j]
 }
 
 // ruleFor returns the first [[key]] in file order that matches k (by
@@ -487,7 +508,8 @@ func (p *Policy) ruleFor(k Key) *rule {
 		if l > len(k.Comment) {
 			break
 		}
-		for _, i := range p.ruleGlob[k.Comment[:l]] {
+		for _, g := range p.globRules(k.Comment[:l]) {
+			i := g.rule
 			if i >= best {
 				break
 			}
