@@ -261,7 +261,7 @@ func (v *Vault) mapChunk(size int) (*chunk, error) {
 			return nil, lockErr
 		}
 		if v.locked {
-			v.log.Warn("key memory is NOT locked and may be swapped to disk (--allow-unlocked-memory)", "err", lockErr)
+			v.log.Warn("key memory is NOT locked and may be swapped to disk (the caller allowed unlocked memory)", "err", lockErr)
 		}
 		c.locked = false
 		v.locked = false
