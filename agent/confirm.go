@@ -344,6 +344,11 @@ func (s *Server) notifyOutcome(a *connAgent, r *signRequest, err error) {
 // the agent stops), for waits such as prompts; call stop when done.
 func (sc *serverConn) untilHangup() (context.Context, func()) {
 	ctx, cancel := context.WithCancel(sc.ctx)
+	if sc.in != nil && sc.in.buffered() > 0 {
+		// The client's next request is already read: it has not hung up
+		// (watchHangup stops watching at data, too).
+		return ctx, cancel
+	}
 	done := make(chan struct{})
 	watching := watchHangup(sc.c, done, cancel)
 	return ctx, func() {
