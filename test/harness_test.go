@@ -37,6 +37,10 @@ func TestMain(m *testing.M) {
 		exp = e + "," + exp
 	}
 	build.Env = append(os.Environ(), "GOEXPERIMENT="+exp)
+	if !raceEnabled {
+		// Static, as README's install builds it; -race needs cgo.
+		build.Env = append(build.Env, "CGO_ENABLED=0")
+	}
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build safe-agent:", err)

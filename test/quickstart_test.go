@@ -307,8 +307,9 @@ func TestReadmeQuickstart(t *testing.T) {
 				comment = first[i:]
 			}
 			if strings.Contains(first, "go install ") {
-				// As the tests build it (TestMain): with runtime/secret.
-				want := "GOEXPERIMENT=runtimesecret go install " + module + "/cmd/safe-agent@latest"
+				// As the tests build it (TestMain): with runtime/secret,
+				// static (except under -race, which needs cgo).
+				want := "CGO_ENABLED=0 GOEXPERIMENT=runtimesecret go install " + module + "/cmd/safe-agent@latest"
 				if first != want {
 					t.Fatalf("README line %d: %q, want %q", b.line, first, want)
 				}

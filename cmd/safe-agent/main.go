@@ -62,12 +62,21 @@ forwarded agents) and is written to an audit log.`,
   safe-agent add ~/.ssh/id_ed25519 --confirm
   safe-agent doctor
   eval "$(safe-agent ssh-agent -s)"  # drop-in for ssh-agent`,
-		Version:       buildVersion(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// --version is the root's own flag rather than cobra's Version
+		// field: the version is several lines (revision, toolchain) and
+		// cobra would print it through text/template, which alone makes
+		// the binary 2.5 MB larger (see renderUnit).
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if v, _ := cmd.Flags().GetBool("version"); v {
+				_, err := io.WriteString(cmd.OutOrStdout(), buildVersion())
+				return err
+			}
+			return cmd.Help()
+		},
 	}
-	// Version is several lines (revision, toolchain): print it as it is.
-	root.SetVersionTemplate("{{.Version}}")
+	root.Flags().BoolP("version", "v", false, "version for safe-agent")
 	root.AddCommand(
 		newServeCmd(),
 		newSSHAgentCmd(),

@@ -30,13 +30,12 @@ func xmlText(s string) string {
 }
 
 func (s launchdService) files() ([]unitFile, error) {
-	data := struct{ Label, Exe, Socket, Log string }{
-		Label:  xmlText(launchdLabel),
-		Exe:    xmlText(s.d.exe),
-		Socket: xmlText(defaultSocket()),
-		Log:    xmlText(filepath.Join(s.d.home, "Library", "Logs", "safe-agent.log")),
-	}
-	b, err := renderTemplate("com.github.safe-agent.plist", data)
+	b, err := renderUnit("com.github.safe-agent.plist", map[string]string{
+		"Label":  xmlText(launchdLabel),
+		"Exe":    xmlText(s.d.exe),
+		"Socket": xmlText(defaultSocket()),
+		"Log":    xmlText(filepath.Join(s.d.home, "Library", "Logs", "safe-agent.log")),
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -48,12 +48,12 @@ func systemdQuote(s string) string {
 }
 
 func (s systemdService) files() ([]unitFile, error) {
-	sock, err := renderTemplate("safe-agent.socket", nil)
+	sock, err := renderUnit("safe-agent.socket", nil)
 	if err != nil {
 		return nil, err
 	}
-	svc, err := renderTemplate("safe-agent.service", struct{ ExecStart, MemLock string }{
-		ExecStart: systemdQuote(s.d.exe), MemLock: memlockSetting(s.d.memlockMax),
+	svc, err := renderUnit("safe-agent.service", map[string]string{
+		"ExecStart": systemdQuote(s.d.exe), "MemLock": memlockSetting(s.d.memlockMax),
 	})
 	if err != nil {
 		return nil, err

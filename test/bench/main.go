@@ -126,7 +126,9 @@ func run(ctx context.Context, cfg config, stdout io.Writer) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
+	built := "given with -safe-agent"
 	if cfg.safeAgent == "" {
+		built = "`" + strings.Join(buildEnv, " ") + " go build ./cmd/safe-agent` (as README's install)"
 		fmt.Fprintln(os.Stderr, "building ./cmd/safe-agent ...")
 		if cfg.safeAgent, err = buildSafeAgent(dir); err != nil {
 			return err
@@ -193,6 +195,7 @@ func run(ctx context.Context, cfg config, stdout io.Writer) error {
 		}
 	}
 
+	rep.printf("- safe-agent binary: %s\n", built)
 	rep.printf("- safe-agent command: `safe-agent %s`\n", strings.Join(prot.serveArgs("SOCK", "AUDIT", "policy.toml"), " "))
 	rep.printf("- safe-agent protections:\n")
 	rep.printf("  - policy: %d [[key]] rules with allow lists; bench keys matched by fingerprint (last rules), confirm = \"never\"\n", policyRules)

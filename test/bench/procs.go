@@ -147,7 +147,12 @@ func safeAgentEnv(dir string, keepBus bool) []string {
 	return env
 }
 
-// buildSafeAgent builds ./cmd/safe-agent of the module the bench runs in.
+// buildEnv is how README's install builds safe-agent; the bench measures
+// that binary.
+var buildEnv = []string{"GOEXPERIMENT=runtimesecret", "CGO_ENABLED=0"}
+
+// buildSafeAgent builds ./cmd/safe-agent of the module the bench runs in,
+// with buildEnv.
 func buildSafeAgent(dir string) (string, error) {
 	out, err := exec.Command("go", "env", "GOMOD").Output()
 	if err != nil {
@@ -160,6 +165,7 @@ func buildSafeAgent(dir string) (string, error) {
 	bin := filepath.Join(dir, "safe-agent")
 	cmd := exec.Command("go", "build", "-o", bin, "./cmd/safe-agent")
 	cmd.Dir = filepath.Dir(gomod)
+	cmd.Env = append(os.Environ(), buildEnv...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build ./cmd/safe-agent: %w\n%s", err, out)
 	}
