@@ -81,16 +81,29 @@ func (p *Policy) Decide(r Request) Decision {
 	if bad != nil {
 		return *bad
 	}
+	defer p.release(d)
 	if d.r.Purpose == PurposeLogin {
 		return d.login()
 	}
 	return d.localOnly()
 }
 
+// release returns d to the pool. A Decision holds only strings and
+// numbers, never a pointer into its decider, so d may be reused as soon
+// as Decide has its result.
+func (p *Policy) release(d *decider) {
+	*d = decider{}
+	p.deciders.Put(d)
+}
+
 // newDecider compiles what applies to a copy of r; stored settings that
 // do not compile refuse.
 func (p *Policy) newDecider(r *Request) (*decider, *Decision) {
-	d := &decider{p: p, req: *r}
+	d, _ := p.deciders.Get().(*decider)
+	if d == nil {
+		d = new(decider)
+	}
+	d.p, d.req = p, *r
 	d.r = &d.req
 	d.ru = p.ruleFor(r.Key)
 	st, err := compileSettings(r.Settings)

@@ -55,6 +55,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -253,6 +254,10 @@ type rule struct {
 
 // Policy is a loaded policy. Immutable; safe for concurrent use.
 type Policy struct {
+	// deciders are reused by Decide: a decider is about a kilobyte, and
+	// one per signature was most of what a request allocated.
+	deciders sync.Pool
+
 	name           string
 	knownHosts     []string
 	unknownDest    Verdict

@@ -69,8 +69,11 @@ type MirrorOptions struct {
 // absent log daemon never delays or refuses a request, and the order of
 // the copies is the order of the file.
 type mirror struct {
-	o    MirrorOptions
-	ch   chan queued
+	o MirrorOptions
+	// ch holds pointers: a queue of records themselves would keep
+	// QueueSize records' worth of memory (256 KB) allocated while
+	// mirroring is off, as it is by default.
+	ch   chan *queued
 	done chan struct{}
 
 	// Owned by the goroutine.
@@ -114,7 +117,7 @@ func (l *Log) SetMirror(o MirrorOptions) {
 	if o.Now == nil {
 		o.Now = l.o.Now
 	}
-	m := &mirror{o: o, ch: make(chan queued, o.QueueSize), done: make(chan struct{}),
+	m := &mirror{o: o, ch: make(chan *queued, o.QueueSize), done: make(chan struct{}),
 		failures: failureLog{every: o.LogEvery, log: o.Logger}}
 	go m.run()
 	l.mu.Lock()
@@ -150,7 +153,7 @@ func (m *mirror) send(recs ...*Record) {
 			continue
 		}
 		select {
-		case m.ch <- queued{*r, mode, known}:
+		case m.ch <- &queued{*r, mode, known}:
 			m.quiet = none
 		default:
 			m.dropped.Lock()
