@@ -163,7 +163,7 @@ func run(ctx context.Context, cfg config, stdout io.Writer) error {
 	rep.printf("- machine: %s, %d CPUs (%s), %s\n", runtime.GOOS+"/"+runtime.GOARCH, runtime.NumCPU(), cpuModel(), commandOutput("uname", "-r"))
 	sshPath, _ := exec.LookPath(cfg.sshAgent)
 	rep.printf("- ssh-agent: %s (%s); bench client built with %s\n", sshPath, firstLine(commandOutput("ssh", "-V")), runtime.Version())
-	rep.printf("- %d interleaved rounds (ssh-agent, safe-agent, bare keyring, again …) of %s per agent and cell, 64-byte data, one goroutine per connection doing sequential x/crypto agent Sign calls (RSA: rsa-sha2-512); the bench client shares the CPUs with the agent it measures\n", cfg.rounds, cfg.duration)
+	rep.printf("- %d interleaved rounds (ssh-agent, safe-agent, bare keyring; each round starts one agent later) of %s per agent and cell, 64-byte data, one goroutine per connection doing sequential x/crypto agent Sign calls (RSA: rsa-sha2-512); the bench client shares the CPUs with the agent it measures\n", cfg.rounds, cfg.duration)
 	rep.printf("- bare keyring: golang.org/x/crypto/ssh/agent NewKeyring served with ServeAgent on a unix socket (this binary, -%s): no policy, no audit\n", bareFlag)
 
 	// The three agents, side by side.

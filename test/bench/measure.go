@@ -28,12 +28,18 @@ type cellRuns struct {
 }
 
 // measureCell drives agents (ssh-agent, safe-agent, bare keyring) rounds
-// times each for d, interleaved.
+// times each for d, interleaved, in an order that rotates by one agent
+// each round.
 func measureCell(ctx context.Context, agents [agentCount]*agentProc, k *benchKey, conns, rounds int, d time.Duration) (cellRuns, error) {
 	cr := cellRuns{key: k.name, conns: conns}
 	for r := range rounds {
 		var row [agentCount]cell
-		for i, p := range agents {
+		// Each round starts with the next agent, so no agent is always
+		// measured right after another (ssh-agent's busy rounds would
+		// otherwise always precede safe-agent's).
+		for j := range agents {
+			i := (r + j) % agentCount
+			p := agents[i]
 			if ctx.Err() != nil {
 				return cr, ctx.Err()
 			}
