@@ -287,3 +287,20 @@ func TestEveryCommandHasExample(t *testing.T) {
 		}
 	}
 }
+
+// renderUnit fills every placeholder or fails naming the one it cannot
+// fill: a unit file with a literal {{.X}} left in would not start.
+func TestRenderUnitPlaceholders(t *testing.T) {
+	b, err := renderUnit("safe-agent.service", map[string]string{"ExecStart": "/opt/sa/safe-agent", "MemLock": "8M"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(b)
+	if !strings.Contains(text, "\nExecStart=/opt/sa/safe-agent serve\n") || !strings.Contains(text, "\nLimitMEMLOCK=8M\n") || strings.Contains(text, "{{") {
+		t.Errorf("rendered unit:\n%s", text)
+	}
+	_, err = renderUnit("safe-agent.service", map[string]string{"ExecStart": "/x"})
+	if err == nil || err.Error() != "unit template safe-agent.service: no value for {{.MemLock}}" {
+		t.Errorf("missing value: %v", err)
+	}
+}
