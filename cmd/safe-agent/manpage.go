@@ -36,11 +36,16 @@ func manDate(getenv func(string) string, now time.Time) (string, error) {
 func manCommands(c *cobra.Command) []*cobra.Command {
 	out := []*cobra.Command{c}
 	for _, sub := range c.Commands() {
-		if sub.IsAvailableCommand() && !sub.IsAdditionalHelpTopicCommand() {
+		if hasManPage(sub) {
 			out = append(out, manCommands(sub)...)
 		}
 	}
 	return out
+}
+
+// hasManPage: the commands --help lists get a page; help topics do not.
+func hasManPage(c *cobra.Command) bool {
+	return c.IsAvailableCommand() && !c.IsAdditionalHelpTopicCommand()
 }
 
 // manPageName is the page's file name: safe-agent-audit-show.1.
@@ -139,7 +144,7 @@ func manSeeAlso(c *cobra.Command) []string {
 	children := slices.Clone(c.Commands())
 	slices.SortFunc(children, func(x, y *cobra.Command) int { return strings.Compare(x.Name(), y.Name()) })
 	for _, sub := range children {
-		if sub.IsAvailableCommand() && !sub.IsAdditionalHelpTopicCommand() {
+		if hasManPage(sub) {
 			also = append(also, manRef(sub))
 		}
 	}

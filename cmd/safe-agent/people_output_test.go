@@ -38,7 +38,8 @@ func TestVersionText(t *testing.T) {
 	}
 }
 
-// availableCommands are the commands a man page is written for.
+// availableCommands are the commands a man page is written for, worked
+// out here independently of manCommands, as the test's own oracle.
 func availableCommands(c *cobra.Command) []*cobra.Command {
 	out := []*cobra.Command{c}
 	for _, sub := range c.Commands() {
