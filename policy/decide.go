@@ -90,7 +90,7 @@ func (p *Policy) Decide(r Request) Decision {
 
 // release returns d to the pool. A Decision holds only strings and
 // numbers, never a pointer into its decider, so d may be reused as soon
-// as Decide has its result.
+// as Decide (or Visible) has its result.
 func (p *Policy) release(d *decider) {
 	*d = decider{}
 	p.deciders.Put(d)
@@ -639,6 +639,7 @@ func (p *Policy) Visible(r Request) (bool, Decision) {
 	if bad != nil {
 		return false, *bad
 	}
+	defer p.release(d)
 	d.listing = true
 	f := d.evaluateLogin()
 	if !f.refuses() {
@@ -666,7 +667,9 @@ func (p *Policy) certAllows(r *Request) bool {
 		}
 		d.ru, d.listing = ru, true
 		d.allows, d.denies = d.allowLists(), d.denyLists()
-		if !d.evaluateLogin().refuses() {
+		ok := !d.evaluateLogin().refuses()
+		p.release(d)
+		if ok {
 			return true
 		}
 	}

@@ -252,7 +252,8 @@ type rule struct {
 	clientsSrc        string
 }
 
-// Policy is a loaded policy. Immutable; safe for concurrent use.
+// Policy is a loaded policy. Immutable (its deciders pool is scratch
+// space, not state); safe for concurrent use.
 type Policy struct {
 	// deciders are reused by Decide: a decider is about a kilobyte, and
 	// one per signature was most of what a request allocated.
